@@ -1,0 +1,174 @@
+"""What every command shares: error handling and exit codes, passphrases, and output on stdout/stderr.
+
+Data goes to stdout (a table or, with ``--json``, one JSON document); messages, warnings and progress go to
+stderr. Every failure a user can cause is one line on stderr and a distinct exit code (see
+:mod:`wmproof.errors`); a traceback is only ever shown for a bug, and only with ``WMPROOF_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from wmproof.crypto import CryptoError
+from wmproof.errors import ExitCode, UsageError, WmproofError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    stderr.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    return typer.Exit(code)
+
+
+def handle_errors(func: F) -> F:
+    """Run a command, turning every failure into a one-line message and its exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except WmproofError as exc:
+            raise fail(str(exc), int(exc.exit_code)) from None
+        except CryptoError as exc:  # should have been given context by the protocol layer
+            raise fail(str(exc), int(ExitCode.MALFORMED)) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted: nothing was written", int(ExitCode.INTERRUPTED)) from None
+        except MemoryError:
+            raise fail("out of memory", int(ExitCode.IO)) from None
+        except Exception as exc:  # a bug: say so, without a traceback unless asked
+            if os.environ.get("WMPROOF_DEBUG"):
+                raise
+            raise fail(
+                f"internal error ({type(exc).__name__}: {exc}); set WMPROOF_DEBUG=1 for the traceback and report it",
+                int(ExitCode.INTERNAL),
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit(data: dict[str, Any], as_json: bool, human: Callable[[], None]) -> None:
+    """Print a command's result: JSON (stable keys, sorted) or the human rendering."""
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        sys.stdout.flush()
+    else:
+        human()
+
+
+def check_outputs(*paths: Path, overwrite: bool) -> None:
+    """Refuse up front, before any work, outputs that exist (without --overwrite) or cannot be created."""
+    if len({p.resolve() for p in paths}) != len(paths):
+        raise UsageError("the output files must be different files")
+    for path in paths:
+        if path.is_symlink():
+            raise UsageError(f"refusing to write through a symbolic link: {path}")
+        if path.exists() and not overwrite:
+            raise UsageError(f"{path} exists (pass --overwrite to replace it)")
+        if not path.parent.is_dir():
+            raise UsageError(f"cannot write {path}: directory {path.parent} does not exist")
+
+
+def note(message: str) -> None:
+    stderr.print(message, highlight=False)
+
+
+def warn(message: str) -> None:
+    stderr.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+
+# -------------------------------------------------------------------------------------------- passphrases
+
+
+def _read_passphrase_file(path: Path) -> bytes:
+    try:
+        data = sys.stdin.buffer.readline() if str(path) == "-" else path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"passphrase file not found: {path}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read passphrase file {path}: {exc.strerror}") from None
+    if data.endswith(b"\r\n"):
+        data = data[:-2]
+    elif data.endswith(b"\n"):
+        data = data[:-1]
+    if not data:
+        raise UsageError(f"passphrase file {path} is empty")
+    return data
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def passphrase_to_read(passphrase_file: Path | None, what: str) -> Callable[[], bytes]:
+    """A passphrase source for opening a sealed file: asked for only if the file is encrypted."""
+
+    def source() -> bytes:
+        if passphrase_file is not None:
+            return _read_passphrase_file(passphrase_file)
+        if _interactive():
+            return getpass.getpass(f"Passphrase for {what}: ", stream=sys.stderr).encode("utf-8")
+        return b""  # -> "this file is encrypted: give its passphrase ..."
+
+    return source
+
+
+def passphrase_to_write(passphrase_file: Path | None, no_passphrase: bool, what: str) -> bytes | None:
+    """The passphrase to encrypt a new secret file with, or None for an unencrypted file."""
+    if no_passphrase and passphrase_file is not None:
+        raise UsageError("--no-passphrase and --passphrase-file contradict each other")
+    if no_passphrase:
+        return None
+    if passphrase_file is not None:
+        return _read_passphrase_file(passphrase_file)
+    if not _interactive():
+        raise UsageError(f"{what} is a secret: give --passphrase-file FILE to encrypt it, or --no-passphrase")
+    first = getpass.getpass(f"New passphrase for {what}: ", stream=sys.stderr).encode("utf-8")
+    if not first:
+        raise UsageError("an empty passphrase is not a passphrase (use --no-passphrase to store unencrypted)")
+    if getpass.getpass("Repeat it: ", stream=sys.stderr).encode("utf-8") != first:
+        raise UsageError("the passphrases differ")
+    return first
+
+
+# ---------------------------------------------------------------------------------------- shared options
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (messages stay on stderr).")]
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace output files that already exist.")]
+DeviceOption = Annotated[
+    str, typer.Option("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
+]
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Directory holding mnist/, fashion-mnist/, sst2/ (default: $WMPROOF_DATA, "
+                 "else ../shared/data next to the checkout).", show_default=False),
+]
+DatasetOption = Annotated[str, typer.Option("--dataset", help="Training/test data: mnist or fashion-mnist.")]
+PassphraseFileOption = Annotated[
+    Path | None,
+    typer.Option("--passphrase-file", help="Read the passphrase from this file ('-' for one line of stdin); "
+                 "without it you are asked on a terminal. Never put a passphrase on the command line.",
+                 show_default=False),
+]
+NoPassphraseOption = Annotated[
+    bool, typer.Option("--no-passphrase", help="Store the new secret file unencrypted (throw-away keys only).")
+]
+LimitOption = Annotated[
+    int | None,
+    typer.Option("--limit-train", help="Use only the first N training examples (quick runs, tests).",
+                 show_default=False, min=1),
+]

@@ -1,0 +1,99 @@
+"""``wmproof keygen``: a committed, signed watermark key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from wmproof.engine.data import image_dataset_spec
+from wmproof.errors import UsageError
+from wmproof.protocol import keygen, load_identity, save_marking_key, save_verification_key
+from wmproof.schemes import scheme_names
+from wmproof.stats import format_probability, parse_probability
+
+from .common import (
+    DatasetOption,
+    JsonOption,
+    NoPassphraseOption,
+    OverwriteOption,
+    PassphraseFileOption,
+    check_outputs,
+    emit,
+    handle_errors,
+    note,
+    passphrase_to_read,
+    passphrase_to_write,
+    stdout,
+)
+
+
+def parse_params(pairs: list[str]) -> dict[str, object]:
+    params: dict[str, object] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise UsageError(f"--param takes NAME=VALUE, not {pair!r}")
+        name, value = pair.split("=", 1)
+        params[name.strip()] = int(value) if value.strip().lstrip("-").isdigit() else value.strip()
+    return params
+
+
+@handle_errors
+def keygen_command(
+    identity: Annotated[Path, typer.Option("--identity", "-i", help="The owner identity that signs the key.")],
+    marking_key: Annotated[Path, typer.Option("--marking-key", help="Where to write the marking key (secret).")],
+    verification_key: Annotated[Path, typer.Option("--verification-key", help="Where to write the verification key (public).")],
+    scheme: Annotated[str, typer.Option("--scheme", help=f"Watermark scheme: {', '.join(scheme_names())}.")] = "adi-backdoor",
+    items: Annotated[int, typer.Option("--items", "-n", help="Number of trigger items.", min=1)] = 100,
+    dataset: DatasetOption = "mnist",
+    alpha: Annotated[str, typer.Option("--alpha", help="Significance level bound into the key (0.05, 1e-6, 1/1000).")] = "1e-6",
+    param: Annotated[list[str] | None, typer.Option("--param", help="Scheme parameter NAME=VALUE (repeatable).")] = None,
+    identity_passphrase_file: Annotated[
+        Path | None, typer.Option("--identity-passphrase-file", help="Passphrase of the identity, from a file.",
+                                  show_default=False)] = None,
+    passphrase_file: PassphraseFileOption = None,
+    no_passphrase: NoPassphraseOption = False,
+    overwrite: OverwriteOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Generate a committed watermark key: a secret marking key and a signed, public verification key.
+
+    The verification key binds the scheme, the task (classes, input shape), the Merkle root of the item
+    commitments and the decision rule, signed by your identity. Publish it (and timestamp it) before
+    you distribute the model.
+
+    Example:
+
+        wmproof keygen -i alice.wid --marking-key key.wmk --verification-key key.wvk --items 100 --passphrase-file pass.txt
+    """
+    spec = image_dataset_spec(dataset)
+    try:
+        significance = parse_probability(alpha)
+    except ValueError as exc:
+        raise UsageError(f"--alpha: {exc}") from None
+    check_outputs(marking_key, verification_key, overwrite=overwrite)
+    key_passphrase = passphrase_to_write(passphrase_file, no_passphrase, "the marking key")
+    owner = load_identity(identity, passphrase_to_read(identity_passphrase_file, str(identity)))
+    mk, vk = keygen(owner, scheme, items=items, num_classes=spec.num_classes, input_shape=spec.input_shape,
+                    params=parse_params(param or []), alpha=significance)
+    save_marking_key(mk, marking_key, key_passphrase, overwrite=overwrite)
+    try:
+        save_verification_key(vk, verification_key, overwrite=overwrite)
+    except Exception:
+        marking_key.unlink(missing_ok=True)  # no half-finished pair
+        raise
+    if key_passphrase is None:
+        note("the marking key is stored unencrypted")
+    data = {**vk.summary(), "marking_key": str(marking_key), "verification_key": str(verification_key)}
+
+    def human() -> None:
+        stdout.print(f"key id        {vk.key_id.hex()}")
+        stdout.print(f"scheme        {vk.scheme} ({items} items, {spec.num_classes} classes)")
+        stdout.print(f"decision      verified when >= {vk.min_matches} of {items} items match "
+                     f"(exact binomial, p0 = 1/{spec.num_classes}, alpha = {format_probability(vk.alpha)})")
+        stdout.print(f"owner         {vk.owner.fingerprint}")
+        stdout.print(f"marking key   {marking_key}  (secret)")
+        stdout.print(f"verification  {verification_key}  (public)")
+
+    emit(data, as_json, human)

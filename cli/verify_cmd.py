@@ -1,0 +1,56 @@
+"""``wmproof verify``: private verification by a judge who holds the marking key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from wmproof.errors import ExitCode
+from wmproof.protocol import VerificationReport, load_marking_key, load_verification_key, verify_private
+from wmproof.stats import format_probability
+
+from .common import DeviceOption, JsonOption, PassphraseFileOption, emit, handle_errors, passphrase_to_read, stdout
+
+
+def print_report(report: VerificationReport) -> None:
+    t = report.test
+    vk = report.verification_key
+    verdict = "[bold green]VERIFIED[/]" if report.verified else "[bold red]NOT VERIFIED[/]"
+    stdout.print(f"verdict      {verdict}", markup=True)
+    stdout.print(f"matches      {t.matches} of {t.n} trigger items (needed >= {t.min_matches})")
+    stdout.print(f"p-value      {format_probability(t.p_value)}  (exact one-sided binomial, p0 = {t.p0}, "
+                 f"alpha = {format_probability(t.alpha)})")
+    stdout.print(f"key          {vk.key_id.hex()[:16]}  ({vk.scheme}, owner {vk.owner.fingerprint})")
+    suspect = report.suspect
+    stdout.print(f"suspect      {suspect.get('path')}  ({suspect.get('architecture')}, sha256 {suspect.get('sha256', '')[:16]})")
+
+
+@handle_errors
+def verify_command(
+    key: Annotated[Path, typer.Option("--key", "-k", help="The owner's marking key (given to the judge in confidence).")],
+    vk: Annotated[Path, typer.Option("--vk", help="The owner's published verification key.")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="The suspect model file.")],
+    passphrase_file: PassphraseFileOption = None,
+    device: DeviceOption = "auto",
+    as_json: JsonOption = False,
+) -> None:
+    """Verify privately whether a suspect model carries the watermark of a key.
+
+    Checks the verification key's signature, that every marking-key item opens its commitment under the
+    signed Merkle root, then queries the suspect on the items and decides with an exact binomial test.
+    Exit code 0: verified; 1: not verified; 2-5: the verification could not be carried out.
+
+    Example:
+
+        wmproof verify --key key.wmk --vk key.wvk --model suspect.safetensors
+    """
+    from wmproof.oracles.local import LocalModelOracle
+
+    verification_key = load_verification_key(vk)
+    marking_key = load_marking_key(key, passphrase_to_read(passphrase_file, str(key)))
+    oracle = LocalModelOracle.from_file(model, device)
+    report = verify_private(marking_key, verification_key, oracle, mk_name=str(key), suspect_name=str(model))
+    emit(report.as_dict(), as_json, lambda: print_report(report))
+    raise typer.Exit(int(ExitCode.VERIFIED if report.verified else ExitCode.REJECTED))

@@ -1,0 +1,131 @@
+"""Commitments (rule 3), the transcript, tagged hashing, tags and XOF sampling."""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import struct
+
+import pytest
+
+from wmproof.crypto import CommitmentMismatch, Transcript, commit, open_commitment, tagged_hash, tagged_xof
+from wmproof.crypto import tags
+
+TAG = tags.COMMIT_TRIGGER_ITEM
+
+
+def test_commitment_formula_matches_the_spec():
+    salt = bytes(range(32))
+    c, s = commit(TAG, b"message", salt=salt)
+    expected = hashlib.sha256(
+        bytes([len(TAG)]) + TAG + struct.pack(">Q", 7) + b"message" + struct.pack(">Q", 32) + salt
+    ).digest()
+    assert c == expected and s == salt
+
+
+def test_commitment_opens_only_with_its_message_salt_and_tag():
+    c, salt = commit(TAG, b"label=3")
+    open_commitment(TAG, c, b"label=3", salt)
+    with pytest.raises(CommitmentMismatch):
+        open_commitment(TAG, c, b"label=4", salt)
+    with pytest.raises(CommitmentMismatch):
+        open_commitment(TAG, c, b"label=3", bytes(32))
+    with pytest.raises(CommitmentMismatch):
+        open_commitment(tags.ITEM_SEED, c, b"label=3", salt)
+    with pytest.raises(CommitmentMismatch):
+        open_commitment(TAG, c, b"label=3", salt[:31])
+
+
+def test_commitments_are_salted():
+    # A low-entropy message (a label) must not give the same commitment twice.
+    assert commit(TAG, b"3")[0] != commit(TAG, b"3")[0]
+    with pytest.raises(ValueError):
+        commit(TAG, b"3", salt=b"short")
+
+
+def test_tagged_hash_is_injective_on_boundaries():
+    assert tagged_hash(TAG, b"ab", b"c") != tagged_hash(TAG, b"a", b"bc")
+    assert tagged_hash(TAG, b"abc") != tagged_hash(TAG, b"ab", b"c")
+    assert tagged_hash(b"wmproof/v1/a", b"") != tagged_hash(b"wmproof/v1/", b"a")
+
+
+def test_tags_are_distinct_and_prefix_free():
+    assert len(set(tags.ALL_TAGS)) == len(tags.ALL_TAGS)
+    for a in tags.ALL_TAGS:
+        assert a.startswith(tags.PROTOCOL_LABEL + b"/")
+        for b in tags.ALL_TAGS:
+            if a != b:
+                assert not b.startswith(a), (a, b)
+    # Every tag constant in the module is registered.
+    constants = {v for k, v in vars(tags).items() if k.isupper() and isinstance(v, bytes) and k != "PROTOCOL_LABEL"}
+    assert constants == set(tags.ALL_TAGS)
+
+
+def _challenge(ops):
+    t = Transcript(b"test")
+    for label, data in ops:
+        t.absorb(label, data)
+    return t.challenge_bytes(b"c", 32)
+
+
+def test_transcript_binds_labels_order_and_boundaries():
+    base = _challenge([(b"a", b"1"), (b"b", b"2")])
+    assert base == _challenge([(b"a", b"1"), (b"b", b"2")])
+    variants = [
+        [(b"a", b"1"), (b"b", b"3")],
+        [(b"a", b"1"), (b"c", b"2")],
+        [(b"b", b"2"), (b"a", b"1")],
+        [(b"a", b"12"), (b"b", b"")],
+        [(b"a", b"1")],
+        [(b"a", b"1"), (b"b", b"2"), (b"b", b"2")],
+    ]
+    for ops in variants:
+        assert _challenge(ops) != base, ops
+    t1, t2 = Transcript(b"test"), Transcript(b"other")
+    assert t1.challenge_bytes(b"c", 8) != t2.challenge_bytes(b"c", 8)
+
+
+def test_successive_challenges_differ_and_chain():
+    t = Transcript(b"test")
+    first = t.challenge_bytes(b"c", 16)
+    second = t.challenge_bytes(b"c", 16)
+    assert first != second
+    # A longer challenge is not a prefix-extension of a shorter one (the length is recorded).
+    a, b = Transcript(b"x"), Transcript(b"x")
+    assert a.challenge_bytes(b"c", 64)[:16] != b.challenge_bytes(b"c", 16)
+
+
+def test_xof_stream_is_prefix_consistent():
+    r1 = tagged_xof(TAG, b"seed")
+    chunks = r1.read(10) + r1.read(500) + r1.read(3)
+    r2 = tagged_xof(TAG, b"seed")
+    assert r2.read(513) == chunks
+    assert chunks == hashlib.shake_256(bytes([len(TAG)]) + TAG + struct.pack(">Q", 4) + b"seed").digest(513)
+
+
+def test_uniform_below_rejects_the_biased_tail():
+    # bound 3 reads one byte; values 255 (>= 3 * 85) must be rejected and the next byte used.
+    class Fixed:
+        def __init__(self, data):
+            self.data, self.pos = data, 0
+
+        def read(self, n):
+            out = self.data[self.pos : self.pos + n]
+            self.pos += n
+            return out
+
+    from wmproof.crypto.hashing import XofReader
+
+    reader = Fixed(bytes([255, 255, 7]))
+    assert XofReader.uniform_below(reader, 3) == 1  # 7 % 3 after two rejections
+    assert reader.pos == 3
+    reader = Fixed(bytes([0x01, 0x2C]))  # bound 300 needs two bytes: 0x012c = 300 -> 300 % 300
+    assert XofReader.uniform_below(reader, 300) == 0
+
+
+def test_uniform_below_is_uniform():
+    r = tagged_xof(TAG, b"uniformity")
+    counts = collections.Counter(r.uniform_below(10) for _ in range(50_000))
+    # Chi-square with 9 degrees of freedom; 27.88 is the 0.999 quantile.
+    chi2 = sum((c - 5000) ** 2 / 5000 for c in counts.values())
+    assert len(counts) == 10 and chi2 < 27.88

@@ -1,0 +1,98 @@
+"""The training engine: trigger mixing per batch, reproducibility on CPU, evaluation, devices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from wmproof.engine.device import resolve_device
+from wmproof.engine.models import build_model
+from wmproof.engine.train import TensorData, TrainConfig, accuracy, fit, predict_logits
+from wmproof.errors import UsageError
+
+
+def _data(n=300, seed=0):
+    g = np.random.default_rng(seed)
+    return TensorData.from_numpy(g.integers(0, 256, (n, 1, 28, 28), dtype=np.uint8), g.integers(0, 10, n),
+                                 torch.device("cpu"))
+
+
+class Recorder(nn.Module):
+    """Wraps a model and records what every training batch held."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.batches = []
+
+    def forward(self, x):
+        if self.training:
+            self.batches.append(x.detach().clone())
+        return self.inner(x)
+
+
+def test_k_trigger_items_are_appended_to_every_batch_and_cycle_evenly():
+    data, triggers = _data(300), _data(7, seed=1)
+    model = Recorder(build_model("mnist_mlp"))
+    fit(model, data, TrainConfig(epochs=2, batch_size=64, triggers_per_batch=3), triggers=triggers, progress=False)
+    sizes = [b.shape[0] for b in model.batches]
+    assert sizes == [67, 67, 67, 67, 47] * 2  # 64 (or the 44 left over) + k = 3
+    seen = np.zeros(7, dtype=int)
+    for batch in model.batches:
+        for row in batch[-3:]:
+            matches = [i for i in range(7) if torch.equal(row, triggers.x[i])]
+            assert len(matches) == 1  # the last k rows are trigger items
+            seen[matches[0]] += 1
+        assert not any(torch.equal(row, triggers.x[i]) for row in batch[:-3] for i in range(7))
+    assert seen.sum() == 30 and seen.max() - seen.min() <= 1  # fresh permutation each cycle
+
+
+def test_training_is_reproducible_on_cpu():
+    data, triggers = _data(), _data(5, seed=1)
+
+    def run(seed):
+        torch.manual_seed(seed)
+        model = build_model("mnist_cnn")
+        fit(model, data, TrainConfig(epochs=1, batch_size=32, seed=seed), triggers=triggers, progress=False)
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    assert torch.equal(run(3), run(3))
+    assert not torch.equal(run(3), run(4))
+
+
+def test_training_learns_and_stop_when_ends_early():
+    data = _data(200)
+    model = build_model("mnist_mlp")
+    history = fit(model, data, TrainConfig(epochs=30, batch_size=50, seed=0), progress=False,
+                  stop_when=lambda s: s.train_accuracy > 0.9)
+    assert history.stopped_early and len(history.epochs) < 30
+    assert accuracy(model, data) > 0.9  # memorised 200 random labels
+
+
+def test_channels_last_evaluation_matches_plain_evaluation():
+    torch.manual_seed(0)
+    model = build_model("mnist_cnn").eval()
+    x = torch.rand(250, 1, 28, 28)
+    with torch.no_grad():
+        reference = model(x)
+    assert torch.allclose(predict_logits(model, x), reference, atol=1e-5)
+    assert torch.allclose(predict_logits(model, x, batch_size=7), reference, atol=1e-5)
+
+
+def test_device_resolution():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device(None).type in ("cpu", "cuda", "mps")
+    with pytest.raises(UsageError):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError):
+            resolve_device("cuda")
+
+
+@pytest.mark.parametrize("bad", [dict(epochs=-1), dict(batch_size=0), dict(optimizer="lbfgs"), dict(lr=0.0),
+                                 dict(triggers_per_batch=0)])
+def test_bad_config_is_a_usage_error(bad):
+    with pytest.raises(UsageError):
+        TrainConfig(**bad).check()

@@ -1,0 +1,77 @@
+"""Signed containers: a canonical statement, signed with the owner's Ed25519 key.
+
+    header    = {"kind": K, "version": V, "signer": <32-byte Ed25519 public key>}
+    body      = statement || signature            (signature: the last 64 bytes)
+    statement = canonical msgpack map
+    signature = Ed25519(sk, u8(len(T)) || T || u64be(len(prefix)) || prefix || u64be(len(statement)) || statement)
+                with T = "wmproof/v1/signed-container" and prefix = MAGIC || u32be(len(header)) || header
+
+The signature covers the header (kind, version, signer) and the exact statement bytes. The container's
+identifier is ``tagged_hash("wmproof/v1/container-digest", prefix, statement)``: it binds the signer and
+the statement but not the signature bytes, which are not an identifier (checklist rule 6).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from . import tags
+from .container import Container, container_prefix, parse_container
+from .encoding import canonical_decode, canonical_encode
+from .errors import MalformedContainer, MalformedEncoding
+from .hashing import length_prefixed, tagged_hash
+from .signatures import SIGNATURE_SIZE, SigningKey, VerifyKey
+
+
+def _signed_message(prefix: bytes, statement: bytes) -> bytes:
+    return bytes([len(tags.SIGNED_CONTAINER)]) + tags.SIGNED_CONTAINER + length_prefixed(prefix) + length_prefixed(statement)
+
+
+@dataclass(frozen=True)
+class SignedContainer:
+    kind: str
+    version: int
+    signer: VerifyKey
+    statement: dict[str, Any]
+    statement_bytes: bytes
+    digest: bytes
+
+
+def sign_container(kind: str, version: int, statement: dict[str, Any], signing_key: SigningKey) -> bytes:
+    header = {"kind": kind, "version": version, "signer": bytes(signing_key.verify_key)}
+    prefix = container_prefix(header)
+    statement_bytes = canonical_encode(statement)
+    signature = signing_key.sign(_signed_message(prefix, statement_bytes))
+    return prefix + statement_bytes + signature
+
+
+def open_signed_container(data: bytes | Container) -> SignedContainer:
+    """Parse and verify a signed container. Raises a :class:`CryptoError` subclass on any failure."""
+    container = data if isinstance(data, Container) else parse_container(data)
+    header = container.header
+    if set(header) != {"kind", "version", "signer"}:
+        raise MalformedContainer("unexpected fields in a signed container's header")
+    signer_raw = header["signer"]
+    if not isinstance(signer_raw, bytes):
+        raise MalformedContainer("signer is not bytes")
+    signer = VerifyKey(signer_raw)
+    if len(container.body) < SIGNATURE_SIZE + 1:
+        raise MalformedContainer("signed container too short")
+    statement_bytes = container.body[:-SIGNATURE_SIZE]
+    signature = container.body[-SIGNATURE_SIZE:]
+    signer.verify(_signed_message(container.prefix, statement_bytes), signature)
+    try:
+        statement = canonical_decode(statement_bytes)
+    except MalformedEncoding as exc:
+        raise MalformedContainer(f"malformed statement: {exc}") from None
+    if not isinstance(statement, dict):
+        raise MalformedContainer("statement is not a map")
+    return SignedContainer(
+        kind=container.kind,
+        version=container.version,
+        signer=signer,
+        statement=statement,
+        statement_bytes=statement_bytes,
+        digest=tagged_hash(tags.CONTAINER_DIGEST, container.prefix, statement_bytes),
+    )

@@ -1,0 +1,322 @@
+"""The model zoo, behind one registry, and model files that never unpickle.
+
+Architectures (each takes ``num_classes`` and ``input_shape`` = (C, H, W)):
+
+* ``mnist_mlp`` -- the Keras ``mnist_mlp`` example: 2 x 512 ReLU with dropout 0.2. Used by Le Merrer et al.
+  2019 (section 4.1) as their MLP.
+* ``mnist_cnn`` -- the Keras ``mnist_cnn`` example: conv32-conv64 (3x3), max-pool, dropout 0.25, dense 128,
+  dropout 0.5. Le Merrer et al.'s CNN.
+* ``mnist_irnn`` -- Le, Jaitly, Hinton 2015, "A Simple Way to Initialize Recurrent Networks of Rectified
+  Linear Units": a ReLU RNN with identity recurrent weights and N(0, 0.001^2) input weights (the Keras
+  ``mnist_irnn`` example, 100 units). ``sequence="pixels"`` reads the image pixel by pixel (784 steps, as in
+  the paper and the Keras example); the default ``"rows"`` reads it row by row (28 steps), which trains
+  orders of magnitude faster on a CPU. Le Merrer et al.'s IRNN.
+* ``resnet_small`` -- He et al. 2016 section 4.2's CIFAR ResNet (3 stages of 16/32/64 channels,
+  depth 6n+2, default 20) with 1x1 projection shortcuts; Adi et al. 2018 used a ResNet-18 on CIFAR.
+
+A model file is safetensors: tensors plus string metadata holding the format tag, the architecture name and
+its arguments as canonical JSON. Loading reads that metadata, rebuilds the architecture from the registry
+and loads the tensors with ``strict=True``: no pickle is ever involved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..crypto import UnsafeDestination, write_atomic
+from ..errors import FileAccessError, MalformedInput, UsageError
+
+MODEL_FORMAT = "wmproof-model/1"
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    """The optimiser settings an architecture trains well with (the papers' or the Keras examples')."""
+
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    batch_size: int = 128
+    epochs: int = 5
+    clip_grad_norm: float | None = None
+    weight_decay: float = 0.0
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    build: Callable[..., nn.Module]
+    defaults: dict[str, Any]
+    description: str
+    recipe: TrainingRecipe = field(default_factory=TrainingRecipe)
+
+
+ARCHITECTURES: dict[str, Architecture] = {}
+
+
+def register(name: str, description: str, recipe: TrainingRecipe | None = None, **defaults: Any):
+    def decorator(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        ARCHITECTURES[name] = Architecture(name, build, {"num_classes": 10, "input_shape": [1, 28, 28], **defaults},
+                                           description, recipe or TrainingRecipe())
+        return build
+
+    return decorator
+
+
+def architecture(name: str) -> Architecture:
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise UsageError(f"unknown architecture {name!r} (available: {', '.join(sorted(ARCHITECTURES))})") from None
+
+
+def normalise_arguments(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Complete ``arguments`` with the defaults and check names and types (JSON-compatible values)."""
+    arch = architecture(name)
+    unknown = set(arguments) - set(arch.defaults)
+    if unknown:
+        raise UsageError(f"{name} has no argument(s) {', '.join(sorted(unknown))}")
+    merged = {**arch.defaults, **arguments}
+    for key, default in arch.defaults.items():
+        value = merged[key]
+        if isinstance(default, list):
+            if not isinstance(value, (list, tuple)) or not all(type(v) is int and v > 0 for v in value):
+                raise UsageError(f"{name}: {key} must be a list of positive integers")
+            merged[key] = [int(v) for v in value]
+        elif type(default) is int and (type(value) is not int or value < 1):
+            raise UsageError(f"{name}: {key} must be a positive integer")
+        elif type(default) is float and not isinstance(value, (int, float)):
+            raise UsageError(f"{name}: {key} must be a number")
+        elif type(default) is str and not isinstance(value, str):
+            raise UsageError(f"{name}: {key} must be a string")
+    if len(merged["input_shape"]) != 3:
+        raise UsageError(f"{name}: input_shape is (channels, height, width)")
+    return merged
+
+
+def build_model(name: str, **arguments: Any) -> nn.Module:
+    args = normalise_arguments(name, arguments)
+    return architecture(name).build(**args)
+
+
+# --------------------------------------------------------------------------------------------- the zoo
+
+
+@register("mnist_mlp", "Keras mnist_mlp: 2x512 ReLU, dropout 0.2", hidden=512, dropout=0.2)
+class MnistMLP(nn.Module):
+    def __init__(self, num_classes: int, input_shape: list[int], hidden: int, dropout: float) -> None:
+        super().__init__()
+        c, h, w = input_shape
+        self.net = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(c * h * w, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+@register("mnist_cnn", "Keras mnist_cnn: conv32-conv64-pool-dense128", recipe=TrainingRecipe(epochs=3))
+class MnistCNN(nn.Module):
+    def __init__(self, num_classes: int, input_shape: list[int]) -> None:
+        super().__init__()
+        c, h, w = input_shape
+        if h < 6 or w < 6:
+            raise UsageError("mnist_cnn needs inputs of at least 6x6")
+        self.features = nn.Sequential(
+            nn.Conv2d(c, 32, 3), nn.ReLU(),
+            nn.Conv2d(32, 64, 3), nn.ReLU(),
+            nn.MaxPool2d(2), nn.Dropout(0.25),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(64 * ((h - 4) // 2) * ((w - 4) // 2), 128), nn.ReLU(), nn.Dropout(0.5),
+            nn.Linear(128, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+@register(
+    "mnist_irnn",
+    "Le et al. 2015 IRNN: ReLU RNN, identity recurrent init (100 units)",
+    recipe=TrainingRecipe(optimizer="adam", lr=1e-3, clip_grad_norm=1.0, epochs=5),
+    hidden=100,
+    sequence="rows",
+)
+class IRNN(nn.Module):
+    def __init__(self, num_classes: int, input_shape: list[int], hidden: int, sequence: str) -> None:
+        super().__init__()
+        if sequence not in ("rows", "pixels"):
+            raise UsageError("mnist_irnn: sequence is 'rows' or 'pixels'")
+        c, h, w = input_shape
+        self.sequence = sequence
+        features = c * w if sequence == "rows" else c
+        self.rnn = nn.RNN(features, hidden, nonlinearity="relu", batch_first=True)
+        self.head = nn.Linear(hidden, num_classes)
+        # Le et al. section 3: recurrent weights at the identity, biases at zero, small input weights.
+        with torch.no_grad():
+            self.rnn.weight_hh_l0.copy_(torch.eye(hidden))
+            self.rnn.weight_ih_l0.normal_(0.0, 0.001)
+            self.rnn.bias_hh_l0.zero_()
+            self.rnn.bias_ih_l0.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        if self.sequence == "rows":
+            seq = x.permute(0, 2, 1, 3).reshape(n, h, c * w)
+        else:
+            seq = x.permute(0, 2, 3, 1).reshape(n, h * w, c)
+        out, _ = self.rnn(seq)
+        return self.head(out[:, -1])
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+@register("resnet_small", "He et al. 2016 CIFAR ResNet (depth 6n+2, default 20)", recipe=TrainingRecipe(epochs=3),
+          depth=20, width=16)
+class ResNetSmall(nn.Module):
+    def __init__(self, num_classes: int, input_shape: list[int], depth: int, width: int) -> None:
+        super().__init__()
+        if (depth - 2) % 6 != 0:
+            raise UsageError("resnet_small: depth must be 6n+2 (8, 14, 20, 32, ...)")
+        blocks = (depth - 2) // 6
+        c = input_shape[0]
+        self.stem = nn.Sequential(nn.Conv2d(c, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        layers: list[nn.Module] = []
+        cin = width
+        for stage, cout in enumerate((width, 2 * width, 4 * width)):
+            for b in range(blocks):
+                layers.append(_BasicBlock(cin, cout, 2 if stage > 0 and b == 0 else 1))
+                cin = cout
+        self.stages = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages(self.stem(x)))
+
+
+# ----------------------------------------------------------------------------------------- model files
+
+
+@dataclass
+class LoadedModel:
+    module: nn.Module
+    architecture: str
+    arguments: dict[str, Any]
+    sha256: str
+    path: Path | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.arguments["num_classes"])
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.arguments["input_shape"])  # type: ignore[return-value]
+
+
+def model_metadata(name: str, arguments: dict[str, Any]) -> dict[str, str]:
+    return {
+        "format": MODEL_FORMAT,
+        "architecture": name,
+        "arguments": json.dumps(arguments, sort_keys=True, separators=(",", ":")),
+    }
+
+
+def model_file_bytes(module: nn.Module, name: str, arguments: dict[str, Any]) -> bytes:
+    from safetensors.torch import save
+
+    arguments = normalise_arguments(name, arguments)
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
+    return save(tensors, metadata=model_metadata(name, arguments))
+
+
+def save_model(module: nn.Module, path: str | os.PathLike[str], name: str, arguments: dict[str, Any],
+               *, overwrite: bool = False) -> str:
+    """Write a model file atomically (mode 0644); returns its SHA-256."""
+    data = model_file_bytes(module, name, arguments)
+    try:
+        write_atomic(path, data, mode=0o644, overwrite=overwrite)
+    except UnsafeDestination as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise FileAccessError(f"cannot write {path}: {exc.strerror}") from None
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> LoadedModel:
+    """Load a model file strictly: safetensors, known architecture, exact parameter names and shapes."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise FileAccessError(f"model file not found: {path}") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory, not a model file") from None
+    except OSError as exc:
+        raise FileAccessError(f"cannot read model file {path}: {exc.strerror}") from None
+    try:
+        tensors = load(data)
+        metadata = _read_metadata(data)
+    except (SafetensorError, ValueError, json.JSONDecodeError, UnicodeDecodeError):
+        raise MalformedInput(f"{path} is not a wmproof model file (not safetensors)") from None
+    if metadata.get("format") != MODEL_FORMAT:
+        raise MalformedInput(f"{path} is a safetensors file but not a wmproof model (no '{MODEL_FORMAT}' metadata)")
+    name = metadata.get("architecture", "")
+    try:
+        arguments = json.loads(metadata.get("arguments", ""))
+        if not isinstance(arguments, dict):
+            raise ValueError
+        module = build_model(name, **arguments)
+    except (ValueError, TypeError, UsageError) as exc:
+        raise MalformedInput(f"{path}: invalid architecture metadata ({exc})") from None
+    try:
+        module.load_state_dict(tensors, strict=True)
+    except RuntimeError:
+        raise MalformedInput(f"{path}: tensors do not match architecture {name}") from None
+    module.to(device).eval()
+    return LoadedModel(module, name, normalise_arguments(name, arguments), hashlib.sha256(data).hexdigest(), path)
+
+
+def _read_metadata(data: bytes) -> dict[str, str]:
+    """The safetensors header's ``__metadata__`` (the format: u64le header length, then JSON)."""
+    if len(data) < 8:
+        raise ValueError("too short")
+    n = int.from_bytes(data[:8], "little")
+    if n > len(data) - 8 or n > 100_000_000:
+        raise ValueError("bad header length")
+    header = json.loads(data[8 : 8 + n].decode("utf-8"))
+    metadata = header.get("__metadata__", {}) if isinstance(header, dict) else {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise ValueError("bad metadata")
+    return metadata

@@ -1,0 +1,277 @@
+"""Device-agnostic training and evaluation, with trigger items mixed into every batch.
+
+Design, and why:
+
+* **Data resident on the device, batches by index.** The whole training set is one float tensor in [0, 1]
+  on the device; each epoch draws a permutation and slices batches with ``index_select``. No DataLoader,
+  no worker processes, no host-to-device copy per batch: on a GPU the per-batch Python and data movement
+  dominate small models; on this CPU training is compute-bound and this costs nothing.
+* **Trigger mixing (Adi et al. 2018, section 5.1).** When a trigger set is given, k trigger items
+  (default 2) are appended to every batch, cycling through a fresh permutation of the trigger set, so every
+  item is seen about (k x batches / |T|) times per epoch while the main task keeps its full batches.
+* **Mixed precision on CUDA** (bf16 autocast where supported, else fp16 with a gradient scaler); full
+  precision elsewhere.
+* **Reproducible on CPU.** One seed fixes initialisation (the caller seeds before building), shuffling,
+  trigger order and dropout: two runs with the same seed and thread count give identical weights.
+* **Evaluation** runs in inference mode, channels-last for convolutional models on CPU, in batches of
+  100 there (measured fastest on this CPU: ``benchmarks/engine.py``) and 4096 on a GPU.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import UsageError
+from .progress import progress_bar
+
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 5
+    batch_size: int = 128
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    clip_grad_norm: float | None = None
+    seed: int = 0
+    triggers_per_batch: int = 2  # Adi et al. 2018 section 5.1
+    amp: bool = True  # CUDA only
+
+    def check(self) -> None:
+        if self.epochs < 0:
+            raise UsageError("--epochs must be >= 0")
+        if self.batch_size < 1:
+            raise UsageError("--batch-size must be >= 1")
+        if self.optimizer not in OPTIMIZERS:
+            raise UsageError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            raise UsageError("--lr must be a positive number")
+        if self.triggers_per_batch < 1:
+            raise UsageError("--triggers-per-batch must be >= 1")
+
+
+@dataclass
+class TensorData:
+    """Inputs (N, C, H, W) float32 in [0, 1] and labels (N,) int64, on one device."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    @classmethod
+    def from_numpy(cls, images: np.ndarray, labels: np.ndarray, device: torch.device) -> "TensorData":
+        """uint8 images are scaled by 1/255; float images must already lie in [0, 1]."""
+        x = torch.as_tensor(np.array(images, copy=True, order="C")).to(device=device, dtype=torch.float32)
+        if images.dtype == np.uint8:
+            x = x.div_(255.0)
+        return cls(x, torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device))
+
+
+@dataclass
+class EpochStats:
+    epoch: int
+    loss: float
+    train_accuracy: float
+    trigger_accuracy: float | None
+
+
+@dataclass
+class TrainHistory:
+    epochs: list[EpochStats] = field(default_factory=list)
+    images_seen: int = 0
+    stopped_early: bool = False
+
+
+def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if device.type == "cuda" and enabled:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype), dtype == torch.float16
+    return torch.autocast(device.type, enabled=False), False
+
+
+def fit(
+    model: nn.Module,
+    data: TensorData,
+    config: TrainConfig,
+    *,
+    triggers: TensorData | None = None,
+    description: str = "training",
+    stop_when: Callable[[EpochStats], bool] | None = None,
+    progress: bool | None = None,
+) -> TrainHistory:
+    """Train ``model`` in place on ``data`` (already on the model's device), mixing in ``triggers``.
+
+    ``stop_when`` is asked after every epoch and ends training early when it returns True.
+    """
+    config.check()
+    device = data.x.device
+    model.to(device).train()
+    torch.manual_seed(config.seed)  # dropout
+    generator = torch.Generator(device="cpu").manual_seed(config.seed)
+    optimizer = _optimizer(model, config)
+    autocast, needs_scaler = _autocast(device, config.amp)
+    scaler = torch.amp.GradScaler("cuda") if needs_scaler else None
+    loss_fn = nn.CrossEntropyLoss()
+    n = len(data)
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    k = config.triggers_per_batch if triggers is not None and len(triggers) > 0 else 0
+    trigger_perm = torch.empty(0, dtype=torch.long)
+    trigger_pos = 0
+    history = TrainHistory()
+
+    with progress_bar(description, config.epochs * steps_per_epoch, enabled=progress) as update:
+        for epoch in range(1, config.epochs + 1):
+            perm = torch.randperm(n, generator=generator).to(device)
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device, dtype=torch.long)
+            for step in range(steps_per_epoch):
+                idx = perm[step * config.batch_size : (step + 1) * config.batch_size]
+                xb = data.x.index_select(0, idx)
+                yb = data.y.index_select(0, idx)
+                if k:
+                    tidx = []
+                    while len(tidx) < k:
+                        if trigger_pos >= len(trigger_perm):
+                            trigger_perm = torch.randperm(len(triggers), generator=generator)
+                            trigger_pos = 0
+                        take = min(k - len(tidx), len(trigger_perm) - trigger_pos)
+                        tidx.extend(trigger_perm[trigger_pos : trigger_pos + take].tolist())
+                        trigger_pos += take
+                    t = torch.tensor(tidx, device=device)
+                    xb = torch.cat((xb, triggers.x.index_select(0, t)))
+                    yb = torch.cat((yb, triggers.y.index_select(0, t)))
+                with autocast:
+                    logits = model(xb)
+                    loss = loss_fn(logits, yb)
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(optimizer)
+                else:
+                    loss.backward()
+                if config.clip_grad_norm:
+                    nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                batch = len(idx)
+                loss_sum += loss.detach() * batch
+                correct += (logits[:batch].argmax(1) == yb[:batch]).sum()
+                history.images_seen += len(yb)
+                if step % 20 == 19 or step == steps_per_epoch - 1:
+                    update(advance=min(20, step % 20 + 1), epoch=epoch, loss=float(loss.detach()))
+            trigger_acc = accuracy(model, triggers) if k else None
+            model.train()
+            stats = EpochStats(epoch, float(loss_sum) / n, float(correct) / n, trigger_acc)
+            history.epochs.append(stats)
+            if stop_when is not None and stop_when(stats):
+                history.stopped_early = epoch < config.epochs
+                break
+    model.eval()
+    return history
+
+
+def _eval_batch_size(device: torch.device) -> int:
+    return 100 if device.type == "cpu" else 4096
+
+
+def _uses_convolutions(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+    """Logits for every row of ``x`` (float, [0, 1]), on ``x``'s device, model in eval mode."""
+    model.eval()
+    device = x.device
+    batch_size = batch_size or _eval_batch_size(device)
+    channels_last = device.type == "cpu" and _uses_convolutions(model) and x.dim() == 4
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    outputs = []
+    for start in range(0, x.shape[0], batch_size):
+        xb = x[start : start + batch_size]
+        if channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        outputs.append(model(xb).float())
+    if channels_last:
+        model.to(memory_format=torch.contiguous_format)
+    if not outputs:
+        return torch.empty(0, 0, device=device)
+    return torch.cat(outputs)
+
+
+def predict_labels(model: nn.Module, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+    return predict_logits(model, x, batch_size).argmax(1)
+
+
+def accuracy(model: nn.Module, data: TensorData | None, batch_size: int | None = None) -> float:
+    if data is None or len(data) == 0:
+        return float("nan")
+    return float((predict_labels(model, data.x, batch_size) == data.y).float().mean())
+
+
+def recipe_config(architecture: str, **overrides: object) -> TrainConfig:
+    """The architecture's training recipe as a :class:`TrainConfig`, with ``None`` overrides ignored."""
+    from .models import architecture as lookup
+
+    recipe = lookup(architecture).recipe
+    values: dict[str, object] = {
+        "epochs": recipe.epochs,
+        "batch_size": recipe.batch_size,
+        "optimizer": recipe.optimizer,
+        "lr": recipe.lr,
+        "clip_grad_norm": recipe.clip_grad_norm,
+        "weight_decay": recipe.weight_decay,
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(**values)  # type: ignore[arg-type]
+
+
+def train_new_model(
+    architecture: str,
+    arguments: dict[str, object],
+    images: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    config: TrainConfig,
+    device: torch.device,
+    *,
+    description: str = "training",
+    progress: bool | None = None,
+) -> tuple[nn.Module, dict[str, object], TrainHistory]:
+    """Build ``architecture`` for this data (seeded with ``config.seed``) and train it; returns the model,
+    its complete arguments (for the model file) and the history."""
+    from .models import build_model, normalise_arguments
+
+    config.check()
+    args = normalise_arguments(
+        architecture, {**arguments, "num_classes": num_classes, "input_shape": list(images.shape[1:])}
+    )
+    torch.manual_seed(config.seed)
+    model = build_model(architecture, **args).to(device)
+    history = fit(model, TensorData.from_numpy(images, labels, device), config, description=description,
+                  progress=progress)
+    return model, args, history

@@ -1,0 +1,34 @@
+"""What answers queries: one small interface for a local model, a remote API, or a wrapper around either.
+
+The protocol and the schemes only ever see an :class:`Oracle`: a batch of inputs in, labels (and, when the
+oracle reveals them, probabilities) out, plus a description of *what* answered, which goes into every
+report as the identity of the suspect.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Answers:
+    labels: np.ndarray  # (N,) int64
+    probabilities: np.ndarray | None = None  # (N, classes) float32, when the oracle reveals them
+
+
+class Oracle(ABC):
+    #: What the oracle is known to accept and return; None when it cannot say.
+    num_classes: int | None = None
+    input_shape: tuple[int, int, int] | None = None
+
+    @abstractmethod
+    def query(self, inputs: np.ndarray) -> Answers:
+        """Answer a batch: ``inputs`` is (N, C, H, W) float32 in [0, 1]."""
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """The suspect's identity for reports (kind, and e.g. the model file's SHA-256)."""

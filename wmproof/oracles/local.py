@@ -1,0 +1,45 @@
+"""A suspect model held as a file, answering on the local device."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from .base import Answers, Oracle
+
+
+class LocalModelOracle(Oracle):
+    def __init__(self, loaded: Any) -> None:  # wmproof.engine.models.LoadedModel
+        self.loaded = loaded
+        self.num_classes = loaded.num_classes
+        self.input_shape = loaded.input_shape
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], device: str | None = None) -> "LocalModelOracle":
+        from ..engine.device import resolve_device
+        from ..engine.models import load_model
+
+        return cls(load_model(path, resolve_device(device)))
+
+    def query(self, inputs: np.ndarray) -> Answers:
+        import torch
+
+        from ..engine.train import predict_logits
+
+        module = self.loaded.module
+        device = next(module.parameters()).device
+        x = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)).to(device)
+        logits = predict_logits(module, x)
+        probabilities = torch.softmax(logits, dim=1)
+        return Answers(labels=logits.argmax(1).cpu().numpy().astype(np.int64),
+                       probabilities=probabilities.cpu().numpy().astype(np.float32))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "model-file",
+            "path": str(self.loaded.path) if self.loaded.path else None,
+            "sha256": self.loaded.sha256,
+            "architecture": self.loaded.architecture,
+        }

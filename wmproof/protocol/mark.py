@@ -1,0 +1,85 @@
+"""Mark (Adi et al. 2018, section 4): embed a marking key's items into a model, through its scheme.
+
+The protocol checks that the model, the data and the key describe the same task (classes, input shape)
+before any training starts, hands the scheme an :class:`EmbedRequest`, and measures the result: test
+accuracy is the caller's business (it has the test set), trigger accuracy is reported here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import UsageError
+from ..schemes import EmbedRequest, get_scheme, stack_inputs
+from .keys import MarkingKey
+
+
+@dataclass
+class MarkResult:
+    model: Any  # torch.nn.Module
+    architecture: str
+    arguments: dict[str, Any]
+    embedding: str
+    trigger_accuracy: float
+    epochs: int
+
+
+def mark(
+    mk: MarkingKey,
+    *,
+    embedding: str,
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    dataset_classes: int,
+    base_model: Any = None,  # LoadedModel, for "pretrained"
+    architecture: str | None = None,
+    architecture_arguments: dict[str, Any] | None = None,
+    config: Any,
+    device: Any,
+    target_trigger_accuracy: float | None = 1.0,
+    min_epochs: int = 1,
+    progress: bool | None = None,
+) -> MarkResult:
+    """Embed ``mk`` into a model. ``config.epochs`` bounds the training; it stops earlier once the trigger
+    accuracy reaches ``target_trigger_accuracy`` after at least ``min_epochs`` epochs."""
+    from ..engine.models import normalise_arguments
+    from ..engine.train import TensorData, accuracy
+
+    scheme = get_scheme(mk.scheme)
+    if embedding not in scheme.embeddings:
+        raise UsageError(f"scheme {scheme.name} embeds with {' or '.join(scheme.embeddings)}, not {embedding!r}")
+    if dataset_classes != mk.num_classes or tuple(train_images.shape[1:]) != tuple(mk.input_shape):
+        raise UsageError(
+            f"the training data ({dataset_classes} classes, {'x'.join(map(str, train_images.shape[1:]))}) "
+            f"does not fit the key ({mk.num_classes} classes, {'x'.join(map(str, mk.input_shape))})"
+        )
+    if embedding == "pretrained":
+        if base_model is None:
+            raise UsageError("PreTrained embedding needs --model (the model to mark)")
+        if base_model.num_classes != mk.num_classes or tuple(base_model.input_shape) != tuple(mk.input_shape):
+            raise UsageError(
+                f"the model has {base_model.num_classes} classes and takes "
+                f"{'x'.join(map(str, base_model.input_shape))} inputs; the key is for {mk.num_classes} classes "
+                f"and {'x'.join(map(str, mk.input_shape))}"
+            )
+        architecture, arguments = base_model.architecture, dict(base_model.arguments)
+    else:
+        if architecture is None:
+            raise UsageError("FromScratch embedding needs --arch")
+        arguments = normalise_arguments(
+            architecture,
+            {**(architecture_arguments or {}), "num_classes": mk.num_classes, "input_shape": list(mk.input_shape)},
+        )
+    request = EmbedRequest(
+        items=mk.items, params=mk.params, num_classes=mk.num_classes, input_shape=tuple(mk.input_shape),
+        embedding=embedding, train_images=train_images, train_labels=train_labels, base_model=base_model,
+        architecture=architecture, architecture_arguments=arguments, config=config, device=device,
+        target_trigger_accuracy=target_trigger_accuracy, min_epochs=min_epochs, progress=progress,
+    )
+    embedded = scheme.embed(request)
+    triggers = TensorData.from_numpy(stack_inputs(mk.items), np.array([i.label for i in mk.items]), device)
+    return MarkResult(embedded.model, architecture, arguments, embedding, accuracy(embedded.model, triggers),
+                      embedded.epochs)

@@ -1,0 +1,26 @@
+"""Watermark schemes, behind one registry. Adding a scheme is one new module and one line below."""
+
+from __future__ import annotations
+
+from ..errors import UsageError
+from .adi_backdoor import AdiBackdoor
+from .base import Embedded, EmbedRequest, KeyGenContext, Scheme, TriggerItem, stack_inputs
+
+SCHEMES: dict[str, type[Scheme]] = {
+    AdiBackdoor.name: AdiBackdoor,
+}
+
+
+def get_scheme(name: str) -> Scheme:
+    try:
+        return SCHEMES[name]()
+    except KeyError:
+        raise UsageError(f"unknown scheme {name!r} (available: {', '.join(sorted(SCHEMES))})") from None
+
+
+def scheme_names() -> list[str]:
+    return sorted(SCHEMES)
+
+
+__all__ = ["SCHEMES", "Embedded", "EmbedRequest", "KeyGenContext", "Scheme", "TriggerItem", "get_scheme", "scheme_names",
+           "stack_inputs"]

@@ -1,0 +1,230 @@
+"""The statistics behind every verdict: exact binomial tests, thresholds, a Hoeffding bound, Wilcoxon.
+
+Verification asks one question: could a model that knows nothing of the key have agreed with it this
+often? Under the null model each trigger item is answered "correctly" with probability p0 (1/|C| for
+random-label triggers, Adi et al. 2018 section 4; 1/2 for frontier stitching, Le Merrer et al. 2019
+Algorithm 2), independently, so the number of matches is Binomial(n, p0). Everything here is computed in
+exact rational arithmetic (``fractions.Fraction``): p-values far below 1e-300 stay exact, thresholds have
+no floating-point edge cases, and the module needs nothing beyond the standard library (the proof checker
+runs without numpy or scipy).
+
+Decision rule: the suspect is declared a match when p-value <= alpha, i.e. when matches >= ``min_matches``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import Decimal, localcontext
+from fractions import Fraction
+from typing import Literal
+
+
+def _as_fraction(p: Fraction | int | str) -> Fraction:
+    value = Fraction(p)
+    if not 0 <= value <= 1:
+        raise ValueError("a probability lies in [0, 1]")
+    return value
+
+
+def _tail_numerators(n: int, p0: Fraction) -> list[int]:
+    """tail[k] * q**n == P(X >= k) for X ~ Binomial(n, a/q), k = 0..n+1, as exact integers."""
+    a, q = p0.numerator, p0.denominator
+    b = q - a
+    tail = [0] * (n + 2)
+    term_sum = 0
+    for i in range(n, -1, -1):
+        term_sum += math.comb(n, i) * a**i * b ** (n - i)
+        tail[i] = term_sum
+    return tail
+
+
+def binomial_sf(k: int, n: int, p0: Fraction | int | str) -> Fraction:
+    """P(X >= k) for X ~ Binomial(n, p0), exactly."""
+    p0 = _as_fraction(p0)
+    if n < 0:
+        raise ValueError("n must be >= 0")
+    if k <= 0:
+        return Fraction(1)
+    if k > n:
+        return Fraction(0)
+    a, q = p0.numerator, p0.denominator
+    b = q - a
+    num = sum(math.comb(n, i) * a**i * b ** (n - i) for i in range(k, n + 1))
+    return Fraction(num, q**n)
+
+
+def min_matches(n: int, p0: Fraction | int | str, alpha: Fraction | int | str) -> int:
+    """The smallest k with P(X >= k) <= alpha; n + 1 when even k = n is not significant."""
+    p0, alpha = _as_fraction(p0), _as_fraction(alpha)
+    if n < 1:
+        raise ValueError("n must be >= 1")
+    tail = _tail_numerators(n, p0)
+    scale = p0.denominator**n
+    # tail is non-increasing in k: scan up from the bottom for the first significant k.
+    for k in range(0, n + 2):
+        if Fraction(tail[k], scale) <= alpha:
+            return k
+    return n + 1
+
+
+def errors_threshold(n: int, p0: Fraction | int | str, alpha: Fraction | int | str) -> int:
+    """Le Merrer et al.'s theta (Algorithm 2): the key is found when *errors < theta*.
+
+    ``theta = n - min_matches + 1``; with p0 = 1/2 and alpha = 0.05 it is 42 for n = 100 and 6 for n = 20.
+    """
+    return n - min_matches(n, p0, alpha) + 1
+
+
+@dataclass(frozen=True)
+class BinomialTest:
+    """One exact one-sided binomial test: H0 matches ~ Binomial(n, p0), H1 more matches than chance."""
+
+    matches: int
+    n: int
+    p0: Fraction
+    alpha: Fraction
+    p_value: Fraction
+    min_matches: int
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value <= self.alpha
+
+    @property
+    def errors(self) -> int:
+        return self.n - self.matches
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "test": "exact one-sided binomial",
+            "matches": self.matches,
+            "n": self.n,
+            "p0": str(self.p0),
+            "alpha": format_probability(self.alpha),
+            "min_matches": self.min_matches,
+            "p_value": format_probability(self.p_value),
+            "significant": self.significant,
+        }
+
+
+def binomial_test(matches: int, n: int, p0: Fraction | int | str, alpha: Fraction | int | str) -> BinomialTest:
+    if not 0 <= matches <= n:
+        raise ValueError("matches must lie in [0, n]")
+    p0, alpha = _as_fraction(p0), _as_fraction(alpha)
+    return BinomialTest(
+        matches=matches,
+        n=n,
+        p0=p0,
+        alpha=alpha,
+        p_value=binomial_sf(matches, n, p0),
+        min_matches=min_matches(n, p0, alpha),
+    )
+
+
+def hoeffding_bound(n: int, p0: float | Fraction, matches: int) -> float:
+    """Hoeffding's bound on P(X >= matches) for a sum of n independent trials of success rate <= p0.
+
+    Adi et al. 2018 section 4.2 argue non-trivial ownership this way: a model that did not learn the
+    trigger set agrees with each random label with probability about 1/|C|, so agreeing on a fraction
+    p0 + t of n items has probability at most exp(-2 n t^2). It is looser than the exact binomial tail
+    (which is what wmproof decides with) but holds without assuming identical trials.
+    """
+    if n < 1:
+        raise ValueError("n must be >= 1")
+    t = matches / n - float(p0)
+    if t <= 0:
+        return 1.0
+    return math.exp(-2.0 * n * t * t)
+
+
+def hoeffding_items_needed(p0: float | Fraction, agreement: float, delta: float) -> int:
+    """The n for which Hoeffding bounds by ``delta`` the chance that a null model agrees on a fraction
+    ``agreement`` of the items: n >= ln(1/delta) / (2 (agreement - p0)^2)."""
+    t = agreement - float(p0)
+    if t <= 0 or not 0 < delta < 1:
+        raise ValueError("need agreement > p0 and 0 < delta < 1")
+    return math.ceil(math.log(1.0 / delta) / (2.0 * t * t))
+
+
+def parse_probability(text: str) -> Fraction:
+    """Parse '1e-6', '0.05' or '1/1000' into an exact fraction in (0, 1)."""
+    try:
+        value = Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"not a probability: {text!r} (write 0.05, 1e-6 or 1/1000)") from None
+    if not 0 < value < 1:
+        raise ValueError(f"a significance level lies strictly between 0 and 1, not {text}")
+    return value
+
+
+def format_probability(p: Fraction, digits: int = 3) -> str:
+    """Scientific notation that stays exact below the float range (p-values of 1e-400 happen)."""
+    if p == 0:
+        return "0"
+    with localcontext() as ctx:
+        ctx.prec = digits + 5
+        value = Decimal(p.numerator) / Decimal(p.denominator)
+    return f"{value:.{digits - 1}e}"
+
+
+@dataclass(frozen=True)
+class WilcoxonResult:
+    statistic: float  # W+: the sum of the ranks of the positive differences
+    p_value: float
+    n: int  # pairs left after dropping zero differences
+    method: Literal["exact", "normal"]
+
+
+def wilcoxon_signed_rank(
+    x: list[float],
+    y: list[float] | None = None,
+    alternative: Literal["two-sided", "greater", "less"] = "two-sided",
+) -> WilcoxonResult:
+    """Wilcoxon signed-rank test on paired samples (or on x alone against 0).
+
+    Used to compare two conditions over the same seeds (experiments report spread over seeds). Zero
+    differences are dropped (Wilcoxon's method); ties get average ranks. The exact null distribution is
+    used for n <= 50 without ties, the normal approximation with tie correction otherwise. ``alternative``
+    "greater" tests whether x tends to exceed y.
+    """
+    d = list(x) if y is None else [a - b for a, b in zip(x, y, strict=True)]
+    d = [v for v in d if v != 0]
+    n = len(d)
+    if n == 0:
+        raise ValueError("all differences are zero")
+    order = sorted(range(n), key=lambda i: abs(d[i]))
+    ranks = [0.0] * n
+    i = 0
+    ties = False
+    tie_term = 0.0
+    while i < n:
+        j = i
+        while j + 1 < n and abs(d[order[j + 1]]) == abs(d[order[i]]):
+            j += 1
+        average = (i + j + 2) / 2.0
+        for k in range(i, j + 1):
+            ranks[order[k]] = average
+        size = j - i + 1
+        if size > 1:
+            ties = True
+            tie_term += size**3 - size
+        i = j + 1
+    w_plus = sum(r for r, v in zip(ranks, d) if v > 0)
+    if n <= 50 and not ties:
+        counts = [1] + [0] * (n * (n + 1) // 2)
+        for r in range(1, n + 1):
+            for s in range(len(counts) - 1, r - 1, -1):
+                counts[s] += counts[s - r]
+        total = 2**n
+        w = int(w_plus)
+        upper = sum(counts[w:]) / total
+        lower = sum(counts[: w + 1]) / total
+        p = {"greater": upper, "less": lower, "two-sided": min(1.0, 2.0 * min(upper, lower))}[alternative]
+        return WilcoxonResult(w_plus, p, n, "exact")
+    mean = n * (n + 1) / 4.0
+    var = n * (n + 1) * (2 * n + 1) / 24.0 - tie_term / 48.0
+    z = (w_plus - mean) / math.sqrt(var)
+    sf = lambda v: 0.5 * math.erfc(v / math.sqrt(2.0))  # noqa: E731
+    p = {"greater": sf(z), "less": sf(-z), "two-sided": min(1.0, 2.0 * sf(abs(z)))}[alternative]
+    return WilcoxonResult(w_plus, p, n, "normal")
