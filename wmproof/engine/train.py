@@ -13,8 +13,10 @@ Design, and why:
   precision elsewhere.
 * **Reproducible on CPU.** One seed fixes initialisation (the caller seeds before building), shuffling,
   trigger order and dropout: two runs with the same seed and thread count give identical weights.
-* **Evaluation** runs in inference mode, channels-last for convolutional models on CPU, in batches of
-  100 there (measured fastest on this CPU: ``benchmarks/engine.py``) and 4096 on a GPU.
+* **Evaluation** runs in inference mode with a batch plan per kind of model, measured on this CPU
+  (``benchmarks/engine.py``): convolutional models in batches of 100, channels-last, where activations stay
+  in cache (3.3x the images/s of batches of 1,000 for ``mnist_cnn``); dense and recurrent models in
+  batches of 1,024, since smaller batches only add per-call overhead there; batches of 4,096 on a GPU.
 """
 
 from __future__ import annotations
@@ -193,12 +195,13 @@ def fit(
     return history
 
 
-def _eval_batch_size(device: torch.device) -> int:
-    return 100 if device.type == "cpu" else 4096
-
-
-def _uses_convolutions(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+def evaluation_plan(model: nn.Module, device: torch.device) -> tuple[int, bool]:
+    """(batch size, channels-last) for evaluating ``model`` on ``device`` (see the module docstring)."""
+    if device.type != "cpu":
+        return 4096, False
+    if any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        return 100, True
+    return 1024, False
 
 
 @torch.inference_mode()
@@ -206,8 +209,9 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int | None = N
     """Logits for every row of ``x`` (float, [0, 1]), on ``x``'s device, model in eval mode."""
     model.eval()
     device = x.device
-    batch_size = batch_size or _eval_batch_size(device)
-    channels_last = device.type == "cpu" and _uses_convolutions(model) and x.dim() == 4
+    planned_batch, channels_last = evaluation_plan(model, device)
+    batch_size = batch_size or planned_batch
+    channels_last = channels_last and x.dim() == 4
     if channels_last:
         model.to(memory_format=torch.channels_last)
     outputs = []

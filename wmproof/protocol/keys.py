@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -293,8 +294,13 @@ def keygen(
     alpha: Fraction = DEFAULT_ALPHA,
     context: KeyGenContext | None = None,
     created_at: int | None = None,
+    entropy: Callable[[int], bytes] = os.urandom,
 ) -> tuple[MarkingKey, VerificationKey]:
-    """Generate a committed key pair for ``scheme_name``, signed by ``identity``."""
+    """Generate a committed key pair for ``scheme_name``, signed by ``identity``.
+
+    ``entropy`` supplies the master seed and the salts; leave it alone. It exists so that the known-answer
+    vectors in ``docs/vectors/keys.json`` can be reproduced by an independent implementation.
+    """
     scheme = get_scheme(scheme_name)
     params = scheme.validate_params(params or {})
     if not 1 <= items <= MAX_ITEMS:
@@ -311,11 +317,11 @@ def keygen(
             "use more items or a larger alpha"
         )
     context = context or KeyGenContext(num_classes=num_classes, input_shape=input_shape, params=params)
-    master_seed = os.urandom(32)
+    master_seed = entropy(32)
     generated = scheme.generate_items([(i, item_seed(master_seed, i)) for i in range(items)], context)
     salts, commitments = [], []
     for item in generated:
-        c, salt = commit(COMMIT_TRIGGER_ITEM, commitment_message(item))
+        c, salt = commit(COMMIT_TRIGGER_ITEM, commitment_message(item), salt=entropy(32))
         commitments.append(c)
         salts.append(salt)
     statement = {
