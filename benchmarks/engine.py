@@ -54,8 +54,9 @@ def train_engine(arch, images, labels, t_images, t_labels, device) -> float:
     trig = TensorData.from_numpy(t_images, t_labels, device)
     sync(device)
     t0 = time.perf_counter()
-    history = fit(model, data, TrainConfig(epochs=1, batch_size=128, seed=0, triggers_per_batch=2), triggers=trig,
-                  progress=False)
+    history = fit(
+        model, data, TrainConfig(epochs=1, batch_size=128, seed=0, triggers_per_batch=2), triggers=trig, progress=False
+    )
     sync(device)
     return history.images_seen / (time.perf_counter() - t0)
 
@@ -118,9 +119,11 @@ def main() -> int:
     train = load_image_dataset("mnist", "train").subset(args.train_images)
     test = load_image_dataset("mnist", "test")
     t_images, t_labels = triggers()
-    x_test = (test.images.astype(np.float32) / 255.0)
-    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"{len(train)} training images, 10,000 test images, {args.repeats} alternating repeats")
+    x_test = test.images.astype(np.float32) / 255.0
+    print(
+        f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"{len(train)} training images, 10,000 test images, {args.repeats} alternating repeats"
+    )
     results = {}
     ok = True
     for arch in args.arch.split(","):
@@ -138,23 +141,34 @@ def main() -> int:
         for _ in range(args.repeats + 2):
             engine_ev.append(eval_engine(model, arch, x_test))
             naive_ev.append(eval_naive(model, x_test, device))
-        train_ratio = statistics.median(e / r for e, r in zip(engine_tr, reference_tr))
-        eval_ratio = statistics.median(e / n for e, n in zip(engine_ev, naive_ev))
+        train_ratio = statistics.median(e / r for e, r in zip(engine_tr, reference_tr, strict=True))
+        eval_ratio = statistics.median(e / n for e, n in zip(engine_ev, naive_ev, strict=True))
         batch, channels_last = evaluation_plan(model, device)
         results[arch] = {
-            "train_images_per_s": {"engine": statistics.median(engine_tr), "dataloader": statistics.median(reference_tr)},
+            "train_images_per_s": {
+                "engine": statistics.median(engine_tr),
+                "dataloader": statistics.median(reference_tr),
+            },
             "train_ratio": train_ratio,
-            "eval_images_per_s": {"engine": statistics.median(engine_ev), "naive_batch_1000": statistics.median(naive_ev)},
+            "eval_images_per_s": {
+                "engine": statistics.median(engine_ev),
+                "naive_batch_1000": statistics.median(naive_ev),
+            },
             "eval_ratio": eval_ratio,
             "eval_plan": {"batch": batch, "channels_last": channels_last},
         }
         print(f"\n{arch}")
-        print(f"  training   engine {statistics.median(engine_tr):9,.0f} img/s   DataLoader+cat "
-              f"{statistics.median(reference_tr):9,.0f} img/s   ratio {train_ratio:.3f}  (runs: "
-              + ", ".join(f"{e / r:.3f}" for e, r in zip(engine_tr, reference_tr)) + ")")
-        print(f"  evaluation engine {statistics.median(engine_ev):9,.0f} img/s   naive batch 1000 "
-              f"{statistics.median(naive_ev):9,.0f} img/s   ratio {eval_ratio:.2f}  (plan: batch {batch}"
-              f"{', channels-last' if channels_last else ''})")
+        print(
+            f"  training   engine {statistics.median(engine_tr):9,.0f} img/s   DataLoader+cat "
+            f"{statistics.median(reference_tr):9,.0f} img/s   ratio {train_ratio:.3f}  (runs: "
+            + ", ".join(f"{e / r:.3f}" for e, r in zip(engine_tr, reference_tr, strict=True))
+            + ")"
+        )
+        print(
+            f"  evaluation engine {statistics.median(engine_ev):9,.0f} img/s   naive batch 1000 "
+            f"{statistics.median(naive_ev):9,.0f} img/s   ratio {eval_ratio:.2f}  (plan: batch {batch}"
+            f"{', channels-last' if channels_last else ''})"
+        )
         target = 3.0 if device.type == "cuda" else 0.97
         if train_ratio < target:
             ok = False

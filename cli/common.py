@@ -147,28 +147,38 @@ def passphrase_to_write(passphrase_file: Path | None, no_passphrase: bool, what:
 
 # ---------------------------------------------------------------------------------------- shared options
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (messages stay on stderr).")]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the result as JSON on stdout (messages stay on stderr).")
+]
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace output files that already exist.")]
 DeviceOption = Annotated[
     str, typer.Option("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
 ]
 DataDirOption = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="Directory holding mnist/, fashion-mnist/, sst2/ (default: $WMPROOF_DATA, "
-                 "else ../shared/data next to the checkout).", show_default=False),
+    typer.Option(
+        "--data-dir",
+        help="Directory holding mnist/, fashion-mnist/, sst2/ (default: $WMPROOF_DATA, "
+        "else ../shared/data next to the checkout).",
+        show_default=False,
+    ),
 ]
 DatasetOption = Annotated[str, typer.Option("--dataset", help="Training/test data: mnist or fashion-mnist.")]
 PassphraseFileOption = Annotated[
     Path | None,
-    typer.Option("--passphrase-file", help="Read the passphrase from this file ('-' for one line of stdin); "
-                 "without it you are asked on a terminal. Never put a passphrase on the command line.",
-                 show_default=False),
+    typer.Option(
+        "--passphrase-file",
+        help="Read the passphrase from this file ('-' for one line of stdin); "
+        "without it you are asked on a terminal. Never put a passphrase on the command line.",
+        show_default=False,
+    ),
 ]
 NoPassphraseOption = Annotated[
     bool, typer.Option("--no-passphrase", help="Store the new secret file unencrypted (throw-away keys only).")
 ]
 LimitOption = Annotated[
     int | None,
-    typer.Option("--limit-train", help="Use only the first N training examples (quick runs, tests).",
-                 show_default=False, min=1),
+    typer.Option(
+        "--limit-train", help="Use only the first N training examples (quick runs, tests).", show_default=False, min=1
+    ),
 ]

@@ -13,21 +13,45 @@ from wmproof.engine.models import ARCHITECTURES
 from wmproof.errors import UsageError
 from wmproof.stats import parse_probability
 
-from .common import DataDirOption, DeviceOption, JsonOption, LimitOption, emit, handle_errors, note, stdout
+from .common import (
+    DataDirOption,
+    DeviceOption,
+    JsonOption,
+    LimitOption,
+    emit,
+    handle_errors,
+    note,
+    stdout,
+)
 
 
 @handle_errors
 def demo_command(
-    workdir: Annotated[Path | None, typer.Option("--workdir", help="Keep every file here (default: a temporary "
-                                                  "directory, removed afterwards).", show_default=False)] = None,
-    arch: Annotated[str, typer.Option("--arch", help=f"Architecture: {', '.join(sorted(ARCHITECTURES))}.")] = "mnist_mlp",
-    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs for the clean models (default: the recipe's).",
-                                               show_default=False, min=1)] = None,
+    workdir: Annotated[
+        Path | None,
+        typer.Option(
+            "--workdir",
+            help="Keep every file here (default: a temporary directory, removed afterwards).",
+            show_default=False,
+        ),
+    ] = None,
+    arch: Annotated[
+        str, typer.Option("--arch", help=f"Architecture: {', '.join(sorted(ARCHITECTURES))}.")
+    ] = "mnist_mlp",
+    epochs: Annotated[
+        int | None,
+        typer.Option(
+            "--epochs", help="Epochs for the clean models (default: the recipe's).", show_default=False, min=1
+        ),
+    ] = None,
     items: Annotated[int, typer.Option("--items", "-n", help="Trigger items in the key.", min=1)] = 100,
     alpha: Annotated[str, typer.Option("--alpha", help="Significance level bound into the key.")] = "1e-6",
-    triggers_per_batch: Annotated[int, typer.Option("--triggers-per-batch", "-k", min=1,
-                                                    help="Trigger items appended to every batch.")] = 2,
-    seed: Annotated[int, typer.Option("--seed", help="Base seed (clean: seed, independent: seed+1, marking: seed+2).")] = 0,
+    triggers_per_batch: Annotated[
+        int, typer.Option("--triggers-per-batch", "-k", min=1, help="Trigger items appended to every batch.")
+    ] = 2,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Base seed (clean: seed, independent: seed+1, marking: seed+2).")
+    ] = 0,
     device: DeviceOption = "auto",
     data_dir: DataDirOption = None,
     limit_train: LimitOption = None,
@@ -51,14 +75,34 @@ def demo_command(
         raise UsageError(f"--alpha: {exc}") from None
     if workdir is not None:
         workdir.mkdir(parents=True, exist_ok=True)
-        result = run_demo(workdir, architecture=arch, epochs=epochs, items=items, seed=seed, alpha=significance,
-                          device_name=device, data_dir=data_dir, limit_train=limit_train,
-                          triggers_per_batch=triggers_per_batch, log=note)
+        result = run_demo(
+            workdir,
+            architecture=arch,
+            epochs=epochs,
+            items=items,
+            seed=seed,
+            alpha=significance,
+            device_name=device,
+            data_dir=data_dir,
+            limit_train=limit_train,
+            triggers_per_batch=triggers_per_batch,
+            log=note,
+        )
     else:
         with tempfile.TemporaryDirectory(prefix="wmproof-demo-") as tmp:
-            result = run_demo(Path(tmp), architecture=arch, epochs=epochs, items=items, seed=seed,
-                              alpha=significance, device_name=device, data_dir=data_dir, limit_train=limit_train,
-                              triggers_per_batch=triggers_per_batch, log=note)
+            result = run_demo(
+                Path(tmp),
+                architecture=arch,
+                epochs=epochs,
+                items=items,
+                seed=seed,
+                alpha=significance,
+                device_name=device,
+                data_dir=data_dir,
+                limit_train=limit_train,
+                triggers_per_batch=triggers_per_batch,
+                log=note,
+            )
 
     def human() -> None:
         table = Table(title=f"wmproof demo: Adi et al. backdoor watermark, {arch} on MNIST, {items}-item key")
@@ -68,17 +112,27 @@ def demo_command(
             stats = row.report["statistics"]
             verdict = row.report["verdict"]
             table.add_row(
-                f"{row.name} ({row.role})", f"{row.test_accuracy:.4f}", f"{row.trigger_accuracy:.2f}",
-                f"{stats['matches']}/{stats['n']}", stats["p_value"],
+                row.name,
+                f"{row.test_accuracy:.4f}",
+                f"{row.trigger_accuracy:.2f}",
+                f"{stats['matches']}/{stats['n']}",
+                stats["p_value"],
                 f"[green]{verdict}[/]" if verdict == "verified" else f"[red]{verdict}[/]",
             )
         stdout.print(table)
+        stdout.print("; ".join(f"{row.name}: {row.role}" for row in result.rows))
         rows = {row.name: row for row in result.rows}
-        stdout.print(f"decision: verified when >= {rows['marked'].report['statistics']['min_matches']} items match "
-                     f"(exact one-sided binomial, p0 = 1/10, alpha = {rows['marked'].report['statistics']['alpha']})")
-        stdout.print(f"marking: {result.mark_epochs} epochs of PreTrained fine-tuning; test accuracy "
-                     f"{rows['clean'].test_accuracy:.4f} -> {rows['marked'].test_accuracy:.4f}")
-        stdout.print(f"seeds: {result.seeds}; wall time {result.timings['total']:.0f} s"
-                     + (f"; files in {workdir}" if workdir is not None else ""))
+        stdout.print(
+            f"decision: verified when >= {rows['marked'].report['statistics']['min_matches']} items match "
+            f"(exact one-sided binomial, p0 = 1/10, alpha = {rows['marked'].report['statistics']['alpha']})"
+        )
+        stdout.print(
+            f"marking: {result.mark_epochs} epochs of PreTrained fine-tuning; test accuracy "
+            f"{rows['clean'].test_accuracy:.4f} -> {rows['marked'].test_accuracy:.4f}"
+        )
+        stdout.print(
+            f"seeds: {result.seeds}; wall time {result.timings['total']:.0f} s"
+            + (f"; files in {workdir}" if workdir is not None else "")
+        )
 
     emit(result.as_dict(), as_json, human)

@@ -21,8 +21,11 @@ from .common import (
     stdout,
 )
 
-app = typer.Typer(help="Create and inspect owner identities (Ed25519 keys, sealed at rest).", no_args_is_help=True,
-                  rich_markup_mode="markdown")
+app = typer.Typer(
+    help="Create and inspect owner identities (Ed25519 keys, sealed at rest).",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
 
 
 @app.command("new")

@@ -9,7 +9,12 @@ import typer
 
 from wmproof.engine.data import image_dataset_spec
 from wmproof.errors import UsageError
-from wmproof.protocol import keygen, load_identity, save_marking_key, save_verification_key
+from wmproof.protocol import (
+    keygen,
+    load_identity,
+    save_marking_key,
+    save_verification_key,
+)
 from wmproof.schemes import scheme_names
 from wmproof.stats import format_probability, parse_probability
 
@@ -43,15 +48,24 @@ def parse_params(pairs: list[str]) -> dict[str, object]:
 def keygen_command(
     identity: Annotated[Path, typer.Option("--identity", "-i", help="The owner identity that signs the key.")],
     marking_key: Annotated[Path, typer.Option("--marking-key", help="Where to write the marking key (secret).")],
-    verification_key: Annotated[Path, typer.Option("--verification-key", help="Where to write the verification key (public).")],
-    scheme: Annotated[str, typer.Option("--scheme", help=f"Watermark scheme: {', '.join(scheme_names())}.")] = "adi-backdoor",
+    verification_key: Annotated[
+        Path, typer.Option("--verification-key", help="Where to write the verification key (public).")
+    ],
+    scheme: Annotated[
+        str, typer.Option("--scheme", help=f"Watermark scheme: {', '.join(scheme_names())}.")
+    ] = "adi-backdoor",
     items: Annotated[int, typer.Option("--items", "-n", help="Number of trigger items.", min=1)] = 100,
     dataset: DatasetOption = "mnist",
-    alpha: Annotated[str, typer.Option("--alpha", help="Significance level bound into the key (0.05, 1e-6, 1/1000).")] = "1e-6",
-    param: Annotated[list[str] | None, typer.Option("--param", help="Scheme parameter NAME=VALUE (repeatable).")] = None,
+    alpha: Annotated[
+        str, typer.Option("--alpha", help="Significance level bound into the key (0.05, 1e-6, 1/1000).")
+    ] = "1e-6",
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="Scheme parameter NAME=VALUE (repeatable).")
+    ] = None,
     identity_passphrase_file: Annotated[
-        Path | None, typer.Option("--identity-passphrase-file", help="Passphrase of the identity, from a file.",
-                                  show_default=False)] = None,
+        Path | None,
+        typer.Option("--identity-passphrase-file", help="Passphrase of the identity, from a file.", show_default=False),
+    ] = None,
     passphrase_file: PassphraseFileOption = None,
     no_passphrase: NoPassphraseOption = False,
     overwrite: OverwriteOption = False,
@@ -65,7 +79,7 @@ def keygen_command(
 
     Example:
 
-        wmproof keygen -i alice.wid --marking-key key.wmk --verification-key key.wvk --items 100 --passphrase-file pass.txt
+        wmproof keygen -i alice.wid --marking-key key.wmk --verification-key key.wvk --passphrase-file pw.txt
     """
     spec = image_dataset_spec(dataset)
     try:
@@ -75,8 +89,15 @@ def keygen_command(
     check_outputs(marking_key, verification_key, overwrite=overwrite)
     key_passphrase = passphrase_to_write(passphrase_file, no_passphrase, "the marking key")
     owner = load_identity(identity, passphrase_to_read(identity_passphrase_file, str(identity)))
-    mk, vk = keygen(owner, scheme, items=items, num_classes=spec.num_classes, input_shape=spec.input_shape,
-                    params=parse_params(param or []), alpha=significance)
+    mk, vk = keygen(
+        owner,
+        scheme,
+        items=items,
+        num_classes=spec.num_classes,
+        input_shape=spec.input_shape,
+        params=parse_params(param or []),
+        alpha=significance,
+    )
     save_marking_key(mk, marking_key, key_passphrase, overwrite=overwrite)
     try:
         save_verification_key(vk, verification_key, overwrite=overwrite)
@@ -90,8 +111,10 @@ def keygen_command(
     def human() -> None:
         stdout.print(f"key id        {vk.key_id.hex()}")
         stdout.print(f"scheme        {vk.scheme} ({items} items, {spec.num_classes} classes)")
-        stdout.print(f"decision      verified when >= {vk.min_matches} of {items} items match "
-                     f"(exact binomial, p0 = 1/{spec.num_classes}, alpha = {format_probability(vk.alpha)})")
+        stdout.print(
+            f"decision      verified when >= {vk.min_matches} of {items} items match "
+            f"(exact binomial, p0 = 1/{spec.num_classes}, alpha = {format_probability(vk.alpha)})"
+        )
         stdout.print(f"owner         {vk.owner.fingerprint}")
         stdout.print(f"marking key   {marking_key}  (secret)")
         stdout.print(f"verification  {verification_key}  (public)")

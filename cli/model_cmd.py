@@ -30,14 +30,18 @@ from .common import (
 
 ArchOption = Annotated[str, typer.Option("--arch", help=f"Architecture: {', '.join(sorted(ARCHITECTURES))}.")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed for initialisation, shuffling and dropout.")]
-EpochsOption = Annotated[int | None, typer.Option("--epochs", help="Epochs (default: the architecture's recipe).",
-                                                  show_default=False, min=0)]
-LrOption = Annotated[float | None, typer.Option("--lr", help="Learning rate (default: the recipe's).",
-                                                show_default=False)]
-BatchOption = Annotated[int | None, typer.Option("--batch-size", help="Batch size (default: the recipe's, 128).",
-                                                 show_default=False, min=1)]
-OptimizerOption = Annotated[str | None, typer.Option("--optimizer", help="adam, sgd or rmsprop (default: the recipe's).",
-                                                     show_default=False)]
+EpochsOption = Annotated[
+    int | None, typer.Option("--epochs", help="Epochs (default: the architecture's recipe).", show_default=False, min=0)
+]
+LrOption = Annotated[
+    float | None, typer.Option("--lr", help="Learning rate (default: the recipe's).", show_default=False)
+]
+BatchOption = Annotated[
+    int | None, typer.Option("--batch-size", help="Batch size (default: the recipe's, 128).", show_default=False, min=1)
+]
+OptimizerOption = Annotated[
+    str | None, typer.Option("--optimizer", help="adam, sgd or rmsprop (default: the recipe's).", show_default=False)
+]
 
 
 @handle_errors
@@ -65,7 +69,12 @@ def train_command(
     from wmproof.engine.data import load_image_dataset
     from wmproof.engine.device import resolve_device
     from wmproof.engine.models import save_model
-    from wmproof.engine.train import TensorData, accuracy, recipe_config, train_new_model
+    from wmproof.engine.train import (
+        TensorData,
+        accuracy,
+        recipe_config,
+        train_new_model,
+    )
 
     check_outputs(out, overwrite=overwrite)
     dev = resolve_device(device)
@@ -80,17 +89,26 @@ def train_command(
     test_accuracy = accuracy(model, TensorData.from_numpy(test.images, test.labels, dev))
     digest = save_model(model, out, arch, args, overwrite=overwrite)
     data = {
-        "path": str(out), "sha256": digest, "architecture": arch, "arguments": args, "dataset": dataset,
-        "epochs": config.epochs, "seed": seed, "train_images": len(train), "test_accuracy": test_accuracy,
-        "train_seconds": round(seconds, 2), "images_per_second": round(history.images_seen / max(seconds, 1e-9), 1),
+        "path": str(out),
+        "sha256": digest,
+        "architecture": arch,
+        "arguments": args,
+        "dataset": dataset,
+        "epochs": config.epochs,
+        "seed": seed,
+        "train_images": len(train),
+        "test_accuracy": test_accuracy,
+        "train_seconds": round(seconds, 2),
+        "images_per_second": round(history.images_seen / max(seconds, 1e-9), 1),
         "device": str(dev),
     }
 
     def human() -> None:
         stdout.print(f"model          {out}  ({arch}, sha256 {digest[:16]})")
         stdout.print(f"test accuracy  {test_accuracy:.4f}  ({len(test)} {dataset} test images)")
-        stdout.print(f"training       {config.epochs} epochs, {seconds:.1f} s, "
-                     f"{data['images_per_second']:.0f} images/s on {dev}")
+        stdout.print(
+            f"training       {config.epochs} epochs, {seconds:.1f} s, {data['images_per_second']:.0f} images/s on {dev}"
+        )
 
     emit(data, as_json, human)
 
@@ -99,23 +117,42 @@ def train_command(
 def mark_command(
     key: Annotated[Path, typer.Option("--key", "-k", help="The marking key to embed.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the marked model.")],
-    model: Annotated[Path | None, typer.Option("--model", "-m", help="Model to mark (PreTrained embedding).",
-                                               show_default=False)] = None,
-    from_scratch: Annotated[bool, typer.Option("--from-scratch", help="Train a new model with the triggers "
-                                               "from the start (FromScratch embedding); needs --arch.")] = False,
-    arch: Annotated[str | None, typer.Option("--arch", help="Architecture for --from-scratch.",
-                                             show_default=False)] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", "-m", help="Model to mark (PreTrained embedding).", show_default=False)
+    ] = None,
+    from_scratch: Annotated[
+        bool,
+        typer.Option(
+            "--from-scratch",
+            help="Train a new model with the triggers from the start (FromScratch embedding); needs --arch.",
+        ),
+    ] = False,
+    arch: Annotated[
+        str | None, typer.Option("--arch", help="Architecture for --from-scratch.", show_default=False)
+    ] = None,
     dataset: DatasetOption = "mnist",
     max_epochs: Annotated[int, typer.Option("--max-epochs", help="Upper bound on training epochs.", min=1)] = 20,
-    min_epochs: Annotated[int | None, typer.Option(
-        "--min-epochs", help="Train at least this many epochs (default: 1 PreTrained, the recipe's FromScratch).",
-        show_default=False, min=1)] = None,
-    target: Annotated[float, typer.Option("--target-trigger-accuracy",
-                                          help="Stop once this fraction of the triggers is learned.", min=0.0,
-                                          max=1.0)] = 1.0,
-    triggers_per_batch: Annotated[int, typer.Option("--triggers-per-batch", "-k",
-                                                    help="Trigger items appended to every batch (Adi et al. 5.1).",
-                                                    min=1)] = 2,
+    min_epochs: Annotated[
+        int | None,
+        typer.Option(
+            "--min-epochs",
+            help="Train at least this many epochs (default: 1 PreTrained, the recipe's FromScratch).",
+            show_default=False,
+            min=1,
+        ),
+    ] = None,
+    target: Annotated[
+        float,
+        typer.Option(
+            "--target-trigger-accuracy", help="Stop once this fraction of the triggers is learned.", min=0.0, max=1.0
+        ),
+    ] = 1.0,
+    triggers_per_batch: Annotated[
+        int,
+        typer.Option(
+            "--triggers-per-batch", "-k", help="Trigger items appended to every batch (Adi et al. 5.1).", min=1
+        ),
+    ] = 2,
     lr: LrOption = None,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
@@ -158,35 +195,59 @@ def mark_command(
     embedding = "from-scratch" if from_scratch else "pretrained"
     if min_epochs is None:
         min_epochs = architecture(arch_name).recipe.epochs if from_scratch else 1
-    config = recipe_config(arch_name, epochs=max(max_epochs, min_epochs), lr=lr, seed=seed,
-                           triggers_per_batch=triggers_per_batch)
+    config = recipe_config(
+        arch_name, epochs=max(max_epochs, min_epochs), lr=lr, seed=seed, triggers_per_batch=triggers_per_batch
+    )
     train = load_image_dataset(dataset, "train", data_dir).subset(limit_train)
     test = load_image_dataset(dataset, "test", data_dir)
     test_tensors = TensorData.from_numpy(test.images, test.labels, dev)
     before = accuracy(base.module, test_tensors) if base is not None else None
-    note(f"marking ({embedding}, {len(mk.items)} trigger items, k={triggers_per_batch}) on {len(train)} "
-         f"{dataset} images, {min_epochs}-{config.epochs} epochs, on {dev}")
+    note(
+        f"marking ({embedding}, {len(mk.items)} trigger items, k={triggers_per_batch}) on {len(train)} "
+        f"{dataset} images, {min_epochs}-{config.epochs} epochs, on {dev}"
+    )
     t0 = time.perf_counter()
-    result = mark(mk, embedding=embedding, train_images=train.images, train_labels=train.labels,
-                  dataset_classes=train.num_classes, base_model=base, architecture=arch, config=config,
-                  device=dev, target_trigger_accuracy=target, min_epochs=min_epochs)
+    result = mark(
+        mk,
+        embedding=embedding,
+        train_images=train.images,
+        train_labels=train.labels,
+        dataset_classes=train.num_classes,
+        base_model=base,
+        architecture=arch,
+        config=config,
+        device=dev,
+        target_trigger_accuracy=target,
+        min_epochs=min_epochs,
+    )
     seconds = time.perf_counter() - t0
     after = accuracy(result.model, test_tensors)
     if result.trigger_accuracy < target:
-        warn(f"trigger accuracy {result.trigger_accuracy:.1%} is below the {target:.0%} target after "
-             f"{result.epochs} epochs: raise --max-epochs or --triggers-per-batch for a stronger mark")
+        warn(
+            f"trigger accuracy {result.trigger_accuracy:.1%} is below the {target:.0%} target after "
+            f"{result.epochs} epochs: raise --max-epochs or --triggers-per-batch for a stronger mark"
+        )
     digest = save_model(result.model, out, result.architecture, result.arguments, overwrite=overwrite)
     data = {
-        "path": str(out), "sha256": digest, "embedding": embedding, "architecture": result.architecture,
-        "epochs": result.epochs, "trigger_accuracy": result.trigger_accuracy, "test_accuracy_before": before,
-        "test_accuracy_after": after, "seed": seed, "seconds": round(seconds, 2),
+        "path": str(out),
+        "sha256": digest,
+        "embedding": embedding,
+        "architecture": result.architecture,
+        "epochs": result.epochs,
+        "trigger_accuracy": result.trigger_accuracy,
+        "test_accuracy_before": before,
+        "test_accuracy_after": after,
+        "seed": seed,
+        "seconds": round(seconds, 2),
         "key_id": mk.verification_key_id.hex(),
     }
 
     def human() -> None:
         stdout.print(f"marked model      {out}  (sha256 {digest[:16]})")
-        stdout.print(f"trigger accuracy  {result.trigger_accuracy:.4f}  ({len(mk.items)} items, {result.epochs} epochs, "
-                     f"{seconds:.1f} s)")
+        stdout.print(
+            f"trigger accuracy  {result.trigger_accuracy:.4f}  ({len(mk.items)} items, {result.epochs} epochs, "
+            f"{seconds:.1f} s)"
+        )
         if before is not None:
             stdout.print(f"test accuracy     {before:.4f} before, {after:.4f} after marking")
         else:
@@ -199,8 +260,10 @@ def mark_command(
 def evaluate_command(
     model: Annotated[Path, typer.Option("--model", "-m", help="The model to evaluate.")],
     dataset: DatasetOption = "mnist",
-    key: Annotated[Path | None, typer.Option("--key", "-k", help="Also report accuracy on this marking key's items.",
-                                             show_default=False)] = None,
+    key: Annotated[
+        Path | None,
+        typer.Option("--key", "-k", help="Also report accuracy on this marking key's items.", show_default=False),
+    ] = None,
     passphrase_file: PassphraseFileOption = None,
     device: DeviceOption = "auto",
     data_dir: DataDirOption = None,
@@ -224,10 +287,15 @@ def evaluate_command(
     loaded = load_model(model, dev)
     test = load_image_dataset(dataset, "test", data_dir)
     if (loaded.num_classes, tuple(loaded.input_shape)) != (test.num_classes, test.input_shape):
-        raise UsageError(f"{model} is not a model for {dataset} ({loaded.num_classes} classes, "
-                         f"{'x'.join(map(str, loaded.input_shape))} inputs)")
+        raise UsageError(
+            f"{model} is not a model for {dataset} ({loaded.num_classes} classes, "
+            f"{'x'.join(map(str, loaded.input_shape))} inputs)"
+        )
     data: dict[str, object] = {
-        "path": str(model), "sha256": loaded.sha256, "architecture": loaded.architecture, "dataset": dataset,
+        "path": str(model),
+        "sha256": loaded.sha256,
+        "architecture": loaded.architecture,
+        "dataset": dataset,
         "test_accuracy": accuracy(loaded.module, TensorData.from_numpy(test.images, test.labels, dev)),
     }
     if key is not None:

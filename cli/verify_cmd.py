@@ -8,10 +8,23 @@ from typing import Annotated
 import typer
 
 from wmproof.errors import ExitCode
-from wmproof.protocol import VerificationReport, load_marking_key, load_verification_key, verify_private
+from wmproof.protocol import (
+    VerificationReport,
+    load_marking_key,
+    load_verification_key,
+    verify_private,
+)
 from wmproof.stats import format_probability
 
-from .common import DeviceOption, JsonOption, PassphraseFileOption, emit, handle_errors, passphrase_to_read, stdout
+from .common import (
+    DeviceOption,
+    JsonOption,
+    PassphraseFileOption,
+    emit,
+    handle_errors,
+    passphrase_to_read,
+    stdout,
+)
 
 
 def print_report(report: VerificationReport) -> None:
@@ -20,16 +33,22 @@ def print_report(report: VerificationReport) -> None:
     verdict = "[bold green]VERIFIED[/]" if report.verified else "[bold red]NOT VERIFIED[/]"
     stdout.print(f"verdict      {verdict}", markup=True)
     stdout.print(f"matches      {t.matches} of {t.n} trigger items (needed >= {t.min_matches})")
-    stdout.print(f"p-value      {format_probability(t.p_value)}  (exact one-sided binomial, p0 = {t.p0}, "
-                 f"alpha = {format_probability(t.alpha)})")
+    stdout.print(
+        f"p-value      {format_probability(t.p_value)}  (exact one-sided binomial, p0 = {t.p0}, "
+        f"alpha = {format_probability(t.alpha)})"
+    )
     stdout.print(f"key          {vk.key_id.hex()[:16]}  ({vk.scheme}, owner {vk.owner.fingerprint})")
     suspect = report.suspect
-    stdout.print(f"suspect      {suspect.get('path')}  ({suspect.get('architecture')}, sha256 {suspect.get('sha256', '')[:16]})")
+    stdout.print(
+        f"suspect      {suspect.get('path')}  ({suspect.get('architecture')}, sha256 {suspect.get('sha256', '')[:16]})"
+    )
 
 
 @handle_errors
 def verify_command(
-    key: Annotated[Path, typer.Option("--key", "-k", help="The owner's marking key (given to the judge in confidence).")],
+    key: Annotated[
+        Path, typer.Option("--key", "-k", help="The owner's marking key (given to the judge in confidence).")
+    ],
     vk: Annotated[Path, typer.Option("--vk", help="The owner's published verification key.")],
     model: Annotated[Path, typer.Option("--model", "-m", help="The suspect model file.")],
     passphrase_file: PassphraseFileOption = None,

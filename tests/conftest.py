@@ -57,15 +57,30 @@ def trained(mnist, keypair, tmp_path_factory):
     device = torch.device("cpu")
     paths = {}
     for name, seed in (("clean", 0), ("independent", 1)):
-        model, args, _ = train_new_model("mnist_mlp", {}, small.images, small.labels, 10,
-                                         recipe_config("mnist_mlp", epochs=2, seed=seed), device, progress=False)
+        model, args, _ = train_new_model(
+            "mnist_mlp",
+            {},
+            small.images,
+            small.labels,
+            10,
+            recipe_config("mnist_mlp", epochs=2, seed=seed),
+            device,
+            progress=False,
+        )
         paths[name] = out / f"{name}.safetensors"
         save_model(model, paths[name], "mnist_mlp", args)
     mk, _ = keypair
-    result = mark(mk, embedding="pretrained", train_images=small.images, train_labels=small.labels,
-                  dataset_classes=10, base_model=load_model(paths["clean"]),
-                  config=recipe_config("mnist_mlp", epochs=20, seed=2, triggers_per_batch=8), device=device,
-                  progress=False)
+    result = mark(
+        mk,
+        embedding="pretrained",
+        train_images=small.images,
+        train_labels=small.labels,
+        dataset_classes=10,
+        base_model=load_model(paths["clean"]),
+        config=recipe_config("mnist_mlp", epochs=20, seed=2, triggers_per_batch=8),
+        device=device,
+        progress=False,
+    )
     assert result.trigger_accuracy >= 0.95, result.trigger_accuracy
     paths["marked"] = out / "marked.safetensors"
     save_model(result.model, paths["marked"], result.architecture, result.arguments)

@@ -9,15 +9,14 @@ import signal
 import stat
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from dataclasses import dataclass
-
 import pytest
-
 from helpers import flip_bit
-from wmproof.protocol import load_identity, load_marking_key
 from wmproof_cli.main import run_cli
+
+from wmproof.protocol import load_identity, load_marking_key
 
 
 @dataclass
@@ -53,10 +52,30 @@ def owner_files(tmp_path):
     identity = tmp_path / "owner.wid"
     run("identity", "new", "--out", identity, "--passphrase-file", passfile, "--label", "Alice")
     mk, vk = tmp_path / "key.wmk", tmp_path / "key.wvk"
-    out = run("keygen", "-i", identity, "--identity-passphrase-file", passfile, "--marking-key", mk,
-              "--verification-key", vk, "--items", 50, "--passphrase-file", passfile, "--json")
-    return {"pass": passfile, "identity": identity, "mk": mk, "vk": vk, "keygen": json.loads(out.stdout),
-            "dir": tmp_path}
+    out = run(
+        "keygen",
+        "-i",
+        identity,
+        "--identity-passphrase-file",
+        passfile,
+        "--marking-key",
+        mk,
+        "--verification-key",
+        vk,
+        "--items",
+        50,
+        "--passphrase-file",
+        passfile,
+        "--json",
+    )
+    return {
+        "pass": passfile,
+        "identity": identity,
+        "mk": mk,
+        "vk": vk,
+        "keygen": json.loads(out.stdout),
+        "dir": tmp_path,
+    }
 
 
 def test_identity_new_and_show(tmp_path):
@@ -73,9 +92,23 @@ def test_identity_new_and_show(tmp_path):
 
 def test_keygen_output_and_files(owner_files):
     summary = owner_files["keygen"]
-    assert set(summary) == {"key_id", "protocol", "scheme", "params", "num_classes", "input_shape", "items",
-                            "merkle_root", "alpha", "min_matches", "created_at", "owner_public_key",
-                            "owner_fingerprint", "marking_key", "verification_key"}
+    assert set(summary) == {
+        "key_id",
+        "protocol",
+        "scheme",
+        "params",
+        "num_classes",
+        "input_shape",
+        "items",
+        "merkle_root",
+        "alpha",
+        "min_matches",
+        "created_at",
+        "owner_public_key",
+        "owner_fingerprint",
+        "marking_key",
+        "verification_key",
+    }
     assert summary["items"] == 50 and summary["min_matches"] == 18 and summary["alpha"] == "1/1000000"
     assert stat.S_IMODE(os.stat(owner_files["mk"]).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(owner_files["vk"]).st_mode) == 0o644
@@ -89,13 +122,44 @@ def test_secrets_never_appear_in_output(owner_files, trained, keypair):
     secrets += [salt.hex() for salt in mk.salts] + [item.seed.hex() for item in mk.items]
     outputs = [
         run("identity", "show", owner_files["identity"], "--json"),
-        run("keygen", "-i", owner_files["identity"], "--identity-passphrase-file", owner_files["pass"],
-            "--marking-key", owner_files["dir"] / "k2.wmk", "--verification-key", owner_files["dir"] / "k2.wvk",
-            "--no-passphrase", "--json"),
-        run("verify", "--key", owner_files["mk"], "--passphrase-file", owner_files["pass"], "--vk",
-            owner_files["vk"], "--model", trained["clean"], "--json", code=1),
-        run("verify", "--key", owner_files["mk"], "--vk", owner_files["vk"], "--model", trained["clean"],
-            "--passphrase-file", owner_files["dir"] / "k2.wvk", code=2),  # wrong passphrase
+        run(
+            "keygen",
+            "-i",
+            owner_files["identity"],
+            "--identity-passphrase-file",
+            owner_files["pass"],
+            "--marking-key",
+            owner_files["dir"] / "k2.wmk",
+            "--verification-key",
+            owner_files["dir"] / "k2.wvk",
+            "--no-passphrase",
+            "--json",
+        ),
+        run(
+            "verify",
+            "--key",
+            owner_files["mk"],
+            "--passphrase-file",
+            owner_files["pass"],
+            "--vk",
+            owner_files["vk"],
+            "--model",
+            trained["clean"],
+            "--json",
+            code=1,
+        ),
+        run(
+            "verify",
+            "--key",
+            owner_files["mk"],
+            "--vk",
+            owner_files["vk"],
+            "--model",
+            trained["clean"],
+            "--passphrase-file",
+            owner_files["dir"] / "k2.wvk",
+            code=2,
+        ),  # wrong passphrase
     ]
     text = "".join(r.stdout + r.stderr for r in outputs)
     for secret in secrets:
@@ -103,8 +167,18 @@ def test_secrets_never_appear_in_output(owner_files, trained, keypair):
 
 
 def test_no_option_takes_a_passphrase_on_the_command_line(owner_files):
-    run("keygen", "-i", owner_files["identity"], "--marking-key", "x", "--verification-key", "y",
-        "--passphrase", "hunter2", code=2)
+    run(
+        "keygen",
+        "-i",
+        owner_files["identity"],
+        "--marking-key",
+        "x",
+        "--verification-key",
+        "y",
+        "--passphrase",
+        "hunter2",
+        code=2,
+    )
     for command in (["identity", "new"], ["keygen"], ["mark"], ["verify"], ["evaluate"]):
         help_text = run(*command, "--help").stdout
         assert "--passphrase " not in help_text and "--password" not in help_text
@@ -121,8 +195,16 @@ def test_verify_exit_codes(owner_files, trained, keypair, tmp_path):
     verified = json.loads(run(*base, trained["marked"], "--json", code=0).stdout)
     assert verified["verdict"] == "verified"
     assert set(verified) == {"verdict", "mode", "statistics", "key", "suspect", "mismatched_items"}
-    assert set(verified["statistics"]) == {"test", "matches", "n", "p0", "alpha", "min_matches", "p_value",
-                                           "significant"}
+    assert set(verified["statistics"]) == {
+        "test",
+        "matches",
+        "n",
+        "p0",
+        "alpha",
+        "min_matches",
+        "p_value",
+        "significant",
+    }
     rejected = run(*base, trained["independent"], code=1)
     assert "NOT VERIFIED" in rejected.stdout and "p-value" in rejected.stdout
     # 2: usage -- wrong kind of file, a model for another task, bad options
@@ -153,47 +235,140 @@ def test_encrypted_key_needs_its_passphrase(owner_files, trained):
 
 
 def test_keygen_refuses_to_store_a_secret_without_a_decision(owner_files):
-    result = run("keygen", "-i", owner_files["identity"], "--identity-passphrase-file", owner_files["pass"],
-                 "--marking-key", owner_files["dir"] / "a.wmk", "--verification-key", owner_files["dir"] / "a.wvk",
-                 code=2)
+    result = run(
+        "keygen",
+        "-i",
+        owner_files["identity"],
+        "--identity-passphrase-file",
+        owner_files["pass"],
+        "--marking-key",
+        owner_files["dir"] / "a.wmk",
+        "--verification-key",
+        owner_files["dir"] / "a.wvk",
+        code=2,
+    )
     assert "--passphrase-file" in result.stderr and not (owner_files["dir"] / "a.wmk").exists()
     # Outputs that exist are refused before any work, and nothing is half-written.
-    result = run("keygen", "-i", owner_files["identity"], "--identity-passphrase-file", owner_files["pass"],
-                 "--marking-key", owner_files["dir"] / "new.wmk", "--verification-key", owner_files["vk"],
-                 "--no-passphrase", code=2)
+    result = run(
+        "keygen",
+        "-i",
+        owner_files["identity"],
+        "--identity-passphrase-file",
+        owner_files["pass"],
+        "--marking-key",
+        owner_files["dir"] / "new.wmk",
+        "--verification-key",
+        owner_files["vk"],
+        "--no-passphrase",
+        code=2,
+    )
     assert "exists" in result.stderr and not (owner_files["dir"] / "new.wmk").exists()
-    run("keygen", "-i", owner_files["identity"], "--identity-passphrase-file", owner_files["dir"] / "none.txt",
-        "--marking-key", owner_files["dir"] / "b.wmk", "--verification-key", owner_files["dir"] / "b.wvk",
-        "--no-passphrase", code=2)
-    run("keygen", "-i", owner_files["identity"], "--identity-passphrase-file", owner_files["pass"], "--alpha", "2",
-        "--marking-key", owner_files["dir"] / "c.wmk", "--verification-key", owner_files["dir"] / "c.wvk",
-        "--no-passphrase", code=2)
+    run(
+        "keygen",
+        "-i",
+        owner_files["identity"],
+        "--identity-passphrase-file",
+        owner_files["dir"] / "none.txt",
+        "--marking-key",
+        owner_files["dir"] / "b.wmk",
+        "--verification-key",
+        owner_files["dir"] / "b.wvk",
+        "--no-passphrase",
+        code=2,
+    )
+    run(
+        "keygen",
+        "-i",
+        owner_files["identity"],
+        "--identity-passphrase-file",
+        owner_files["pass"],
+        "--alpha",
+        "2",
+        "--marking-key",
+        owner_files["dir"] / "c.wmk",
+        "--verification-key",
+        owner_files["dir"] / "c.wvk",
+        "--no-passphrase",
+        code=2,
+    )
 
 
 @pytest.mark.slow
 def test_train_mark_evaluate_verify_from_the_cli(tmp_path, data_dir):
     common = ["--limit-train", "3000", "--data-dir", data_dir]
     run("identity", "new", "--out", tmp_path / "o.wid", "--no-passphrase")
-    run("keygen", "-i", tmp_path / "o.wid", "--marking-key", tmp_path / "k.wmk", "--verification-key",
-        tmp_path / "k.wvk", "--no-passphrase", "--items", "40", "--alpha", "0.001")
+    run(
+        "keygen",
+        "-i",
+        tmp_path / "o.wid",
+        "--marking-key",
+        tmp_path / "k.wmk",
+        "--verification-key",
+        tmp_path / "k.wvk",
+        "--no-passphrase",
+        "--items",
+        "40",
+        "--alpha",
+        "0.001",
+    )
     trained = json.loads(run("train", "--out", tmp_path / "c.safetensors", "--epochs", "2", *common, "--json").stdout)
     assert trained["test_accuracy"] > 0.85 and trained["epochs"] == 2
-    marked = json.loads(run("mark", "--key", tmp_path / "k.wmk", "--model", tmp_path / "c.safetensors", "--out",
-                            tmp_path / "m.safetensors", "-k", "8", *common, "--json").stdout)
+    marked = json.loads(
+        run(
+            "mark",
+            "--key",
+            tmp_path / "k.wmk",
+            "--model",
+            tmp_path / "c.safetensors",
+            "--out",
+            tmp_path / "m.safetensors",
+            "-k",
+            "8",
+            *common,
+            "--json",
+        ).stdout
+    )
     assert marked["trigger_accuracy"] >= 0.95 and marked["test_accuracy_after"] > 0.85
-    evaluated = json.loads(run("evaluate", "--model", tmp_path / "m.safetensors", "--key", tmp_path / "k.wmk",
-                               "--data-dir", data_dir, "--json").stdout)
+    evaluated = json.loads(
+        run(
+            "evaluate",
+            "--model",
+            tmp_path / "m.safetensors",
+            "--key",
+            tmp_path / "k.wmk",
+            "--data-dir",
+            data_dir,
+            "--json",
+        ).stdout
+    )
     assert evaluated["trigger_accuracy"] == marked["trigger_accuracy"]
     run("verify", "--key", tmp_path / "k.wmk", "--vk", tmp_path / "k.wvk", "--model", tmp_path / "m.safetensors")
-    run("mark", "--key", tmp_path / "k.wmk", "--model", tmp_path / "c.safetensors", "--from-scratch",
-        "--out", tmp_path / "x.safetensors", code=2)
+    run(
+        "mark",
+        "--key",
+        tmp_path / "k.wmk",
+        "--model",
+        tmp_path / "c.safetensors",
+        "--from-scratch",
+        "--out",
+        tmp_path / "x.safetensors",
+        code=2,
+    )
     run("train", "--out", tmp_path / "c.safetensors", *common, code=2)  # exists
     run("train", "--out", tmp_path / "d.safetensors", "--arch", "vgg", *common, code=2)
 
 
 def test_every_command_has_help_with_an_example():
-    for command in (["identity", "new"], ["identity", "show"], ["keygen"], ["train"], ["mark"], ["evaluate"],
-                    ["verify"], ["demo"]):
+    for command in (
+        ["identity", "new"],
+        ["identity", "show"],
+        ["keygen"],
+        ["train"],
+        ["mark"],
+        ["evaluate"],
+        ["verify"],
+        ["demo"],
+    ):
         text = run(*command, "--help").stdout
         assert "Example" in text and "wmproof " in text
 
@@ -203,8 +378,12 @@ def test_console_script_and_ctrl_c_leaves_nothing(tmp_path, data_dir):
     exe = Path(sys.executable).with_name("wmproof")
     assert subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.startswith("wmproof ")
     out = tmp_path / "model.safetensors"
-    child = subprocess.Popen([exe, "train", "--out", out, "--epochs", "50", "--data-dir", data_dir],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [exe, "train", "--out", out, "--epochs", "50", "--data-dir", data_dir],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     line = child.stderr.readline()
     assert line.startswith("training "), line
     child.send_signal(signal.SIGINT)

@@ -96,7 +96,7 @@ def test_encoder_refuses_values_outside_the_profile(value):
 def test_known_answers():
     # Hand-assembled from the msgpack spec, independent of the encoder.
     assert canonical_encode({"b": 1, "a": [True, None, -1, 128, b"\x00"]}) == bytes.fromhex(
-        "82" "a161" "95c3c0ffcc80c40100" "a162" "01"
+        "82a16195c3c0ffcc80c40100a16201"
     )
     assert canonical_encode(-33) == bytes.fromhex("d0df")
     assert canonical_encode("é") == bytes.fromhex("a2c3a9")

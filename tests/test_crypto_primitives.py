@@ -8,8 +8,15 @@ import struct
 
 import pytest
 
-from wmproof.crypto import CommitmentMismatch, Transcript, commit, open_commitment, tagged_hash, tagged_xof
-from wmproof.crypto import tags
+from wmproof.crypto import (
+    CommitmentMismatch,
+    Transcript,
+    commit,
+    open_commitment,
+    tagged_hash,
+    tagged_xof,
+    tags,
+)
 
 TAG = tags.COMMIT_TRIGGER_ITEM
 

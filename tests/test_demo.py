@@ -5,14 +5,29 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from wmproof_cli.main import run_cli
 
 
 @pytest.mark.slow
 def test_demo_verifies_the_marked_model_and_rejects_the_others(tmp_path, data_dir, capsys):
-    code = run_cli(["demo", "--workdir", str(tmp_path), "--limit-train", "6000", "--epochs", "2", "--items", "50",
-                    "-k", "8", "--data-dir", str(data_dir), "--json"])
+    code = run_cli(
+        [
+            "demo",
+            "--workdir",
+            str(tmp_path),
+            "--limit-train",
+            "6000",
+            "--epochs",
+            "2",
+            "--items",
+            "50",
+            "-k",
+            "8",
+            "--data-dir",
+            str(data_dir),
+            "--json",
+        ]
+    )
     out = json.loads(capsys.readouterr().out)
     assert code == 0
     rows = {row["name"]: row for row in out["models"]}
@@ -23,4 +38,10 @@ def test_demo_verifies_the_marked_model_and_rejects_the_others(tmp_path, data_di
         assert rows[name]["report"]["verdict"] == "rejected" and rows[name]["trigger_accuracy"] <= 0.3
     assert rows["marked"]["test_accuracy"] >= rows["clean"]["test_accuracy"] - 0.01  # marking costs no accuracy
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "clean.safetensors", "independent.safetensors", "key.wmk", "key.wvk", "marked.safetensors", "owner.wid"]
+        "clean.safetensors",
+        "independent.safetensors",
+        "key.wmk",
+        "key.wvk",
+        "marked.safetensors",
+        "owner.wid",
+    ]

@@ -15,8 +15,9 @@ from wmproof.errors import UsageError
 
 def _data(n=300, seed=0):
     g = np.random.default_rng(seed)
-    return TensorData.from_numpy(g.integers(0, 256, (n, 1, 28, 28), dtype=np.uint8), g.integers(0, 10, n),
-                                 torch.device("cpu"))
+    return TensorData.from_numpy(
+        g.integers(0, 256, (n, 1, 28, 28), dtype=np.uint8), g.integers(0, 10, n), torch.device("cpu")
+    )
 
 
 class Recorder(nn.Module):
@@ -65,8 +66,13 @@ def test_training_is_reproducible_on_cpu():
 def test_training_learns_and_stop_when_ends_early():
     data = _data(200)
     model = build_model("mnist_mlp")
-    history = fit(model, data, TrainConfig(epochs=30, batch_size=50, seed=0), progress=False,
-                  stop_when=lambda s: s.train_accuracy > 0.9)
+    history = fit(
+        model,
+        data,
+        TrainConfig(epochs=30, batch_size=50, seed=0),
+        progress=False,
+        stop_when=lambda s: s.train_accuracy > 0.9,
+    )
     assert history.stopped_early and len(history.epochs) < 30
     assert accuracy(model, data) > 0.9  # memorised 200 random labels
 
@@ -91,8 +97,9 @@ def test_device_resolution():
             resolve_device("cuda")
 
 
-@pytest.mark.parametrize("bad", [dict(epochs=-1), dict(batch_size=0), dict(optimizer="lbfgs"), dict(lr=0.0),
-                                 dict(triggers_per_batch=0)])
+@pytest.mark.parametrize(
+    "bad", [dict(epochs=-1), dict(batch_size=0), dict(optimizer="lbfgs"), dict(lr=0.0), dict(triggers_per_batch=0)]
+)
 def test_bad_config_is_a_usage_error(bad):
     with pytest.raises(UsageError):
         TrainConfig(**bad).check()

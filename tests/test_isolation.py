@@ -45,7 +45,6 @@ def test_crypto_sources_import_only_the_standard_library_and_pynacl():
 
 def test_proof_path_loads_no_torch():
     loaded = _modules_after_import(
-        "import wmproof.stats, wmproof.protocol, wmproof.schemes, wmproof.oracles, "
-        "wmproof.schemes.abstract_images"
+        "import wmproof.stats, wmproof.protocol, wmproof.schemes, wmproof.oracles, wmproof.schemes.abstract_images"
     )
     assert "torch" not in loaded

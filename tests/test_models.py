@@ -9,7 +9,13 @@ import stat
 import pytest
 import torch
 
-from wmproof.engine.models import ARCHITECTURES, build_model, load_model, model_metadata, save_model
+from wmproof.engine.models import (
+    ARCHITECTURES,
+    build_model,
+    load_model,
+    model_metadata,
+    save_model,
+)
 from wmproof.errors import FileAccessError, MalformedInput, UsageError
 
 

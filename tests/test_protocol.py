@@ -8,12 +8,17 @@ import stat
 
 import numpy as np
 import pytest
+from helpers import flip_bit
 
-from wmproof.crypto import TEST_KDF, SigningKey, canonical_decode, canonical_encode, sign_container
+from wmproof.crypto import (
+    TEST_KDF,
+    SigningKey,
+    canonical_decode,
+    sign_container,
+)
 from wmproof.errors import MalformedInput, UsageError, WmproofError, WrongPassphrase
 from wmproof.oracles.local import LocalModelOracle
 from wmproof.protocol import (
-    Identity,
     check_marking_key,
     keygen,
     load_identity,
@@ -27,8 +32,6 @@ from wmproof.protocol import (
 )
 from wmproof.protocol.keys import MarkingKey
 from wmproof.schemes import TriggerItem
-
-from helpers import flip_bit
 
 
 @pytest.fixture
@@ -114,8 +117,10 @@ def test_a_marking_key_that_does_not_open_the_root_is_rejected(keypair):
     with pytest.raises(MalformedInput, match="does not open"):
         check_marking_key(_with_items(mk, relabelled), vk)
     swapped = list(mk.items)
-    swapped[0], swapped[1] = (TriggerItem(0, swapped[1].input, swapped[1].label, swapped[1].seed),
-                              TriggerItem(1, swapped[0].input, swapped[0].label, swapped[0].seed))
+    swapped[0], swapped[1] = (
+        TriggerItem(0, swapped[1].input, swapped[1].label, swapped[1].seed),
+        TriggerItem(1, swapped[0].input, swapped[0].label, swapped[0].seed),
+    )
     with pytest.raises(MalformedInput):
         check_marking_key(_with_items(mk, swapped), vk)
     with pytest.raises(MalformedInput):
@@ -129,7 +134,6 @@ def test_a_marking_key_of_another_verification_key_is_rejected(keypair, owner):
     _, other_vk = keygen(owner, "adi-backdoor", items=50, num_classes=10, input_shape=(1, 28, 28))
     with pytest.raises(UsageError, match="belongs to another verification key"):
         check_marking_key(mk, other_vk)
-
 
 
 def _statement(vk) -> dict:
@@ -148,9 +152,21 @@ def test_a_verification_key_signed_by_someone_else_does_not_match_the_marking_ke
         check_marking_key(mk, forged)
 
 
-@pytest.mark.parametrize("field,value", [("min_matches", 5), ("alpha", [1, 10]), ("alpha", [2, 20]), ("items", 49),
-                                         ("protocol", "wmproof/2"), ("num_classes", 1), ("input_shape", [1, 28]),
-                                         ("params", {"generator": "noise"}), ("merkle_root", bytes(32)), ("extra", 1)])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("min_matches", 5),
+        ("alpha", [1, 10]),
+        ("alpha", [2, 20]),
+        ("items", 49),
+        ("protocol", "wmproof/2"),
+        ("num_classes", 1),
+        ("input_shape", [1, 28]),
+        ("params", {"generator": "noise"}),
+        ("merkle_root", bytes(32)),
+        ("extra", 1),
+    ],
+)
 def test_altered_statements_are_refused_even_when_properly_signed(keypair, owner, field, value):
     """The owner re-signs a statement with one field changed: either the key is malformed on its own, or
     the marking key no longer fits it."""

@@ -20,7 +20,14 @@ TAG = b"wmproof/v1/trigger/abstract-image"
 def spec_generator(seed: bytes, k: int, shape: tuple[int, int, int]):
     """docs/protocol.md's abstract-v1, written from the text with hashlib and plain lists only."""
     c, h, w = shape
-    data = bytes([len(TAG)]) + TAG + struct.pack(">Q", 32) + seed + struct.pack(">Q", 16) + struct.pack(">IIII", c, h, w, k)
+    data = (
+        bytes([len(TAG)])
+        + TAG
+        + struct.pack(">Q", 32)
+        + seed
+        + struct.pack(">Q", 16)
+        + struct.pack(">IIII", c, h, w, k)
+    )
     stream = hashlib.shake_256(data).digest(1 << 16)
     pos = 0
 
@@ -50,8 +57,12 @@ def spec_generator(seed: bytes, k: int, shape: tuple[int, int, int]):
         for y in range(top, top + hh):
             for x in range(left, left + ww):
                 edge = y in (top, top + hh - 1) or x in (left, left + ww - 1)
-                if (kind == 0 or (kind == 1 and edge) or (kind == 2 and (y - top) % 2 == 0)
-                        or (kind == 3 and (y - top + x - left) % 2 == 0)):
+                if (
+                    kind == 0
+                    or (kind == 1 and edge)
+                    or (kind == 2 and (y - top) % 2 == 0)
+                    or (kind == 3 and (y - top + x - left) % 2 == 0)
+                ):
                     for ch in range(c):
                         image[ch][y][x] = colour[ch]
     return image, label
@@ -120,9 +131,17 @@ def test_from_scratch_embedding_learns_the_triggers_and_the_task(mnist, keypair)
     train, test = mnist
     small = train.subset(10_000)
     mk, _ = keypair
-    result = mark(mk, embedding="from-scratch", architecture="mnist_mlp", train_images=small.images,
-                  train_labels=small.labels, dataset_classes=10,
-                  config=recipe_config("mnist_mlp", epochs=25, seed=0, triggers_per_batch=8),
-                  device=torch.device("cpu"), min_epochs=3, progress=False)
+    result = mark(
+        mk,
+        embedding="from-scratch",
+        architecture="mnist_mlp",
+        train_images=small.images,
+        train_labels=small.labels,
+        dataset_classes=10,
+        config=recipe_config("mnist_mlp", epochs=25, seed=0, triggers_per_batch=8),
+        device=torch.device("cpu"),
+        min_epochs=3,
+        progress=False,
+    )
     assert result.trigger_accuracy >= 0.95
     assert accuracy(result.model, TensorData.from_numpy(test.images, test.labels, torch.device("cpu"))) > 0.93

@@ -81,7 +81,9 @@ def test_hoeffding_dominates_the_exact_tail():
     assert hoeffding_bound(n, 0.1, int(0.5 * n) + 1) <= 1e-6
 
 
-@pytest.mark.parametrize("text,value", [("0.05", Fraction(1, 20)), ("1e-6", Fraction(1, 10**6)), ("1/1000", Fraction(1, 1000))])
+@pytest.mark.parametrize(
+    "text,value", [("0.05", Fraction(1, 20)), ("1e-6", Fraction(1, 10**6)), ("1/1000", Fraction(1, 1000))]
+)
 def test_parse_probability(text, value):
     assert parse_probability(text) == value
 

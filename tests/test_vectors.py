@@ -103,7 +103,9 @@ def test_ed25519():
         sk = SigningKey(bytes.fromhex(case["seed"]))
         assert bytes(sk.verify_key).hex() == case["public_key"]
         assert sk.sign(bytes.fromhex(case["message"])).hex() == case["signature"]
-        VerifyKey(bytes.fromhex(case["public_key"])).verify(bytes.fromhex(case["message"]), bytes.fromhex(case["signature"]))
+        VerifyKey(bytes.fromhex(case["public_key"])).verify(
+            bytes.fromhex(case["message"]), bytes.fromhex(case["signature"])
+        )
 
 
 def test_keygen_and_key_files():
@@ -113,10 +115,19 @@ def test_keygen_and_key_files():
     finally:
         sys.path.pop(0)
     keygen_case, sealed_case = cases("keys.json")
-    identity = Identity(SigningKey(bytes.fromhex(keygen_case["identity_seed"])), keygen_case["created_at"], "test owner")
-    mk, vk = keygen(identity, "adi-backdoor", items=keygen_case["items"], num_classes=keygen_case["num_classes"],
-                    input_shape=tuple(keygen_case["input_shape"]), alpha=Fraction(*keygen_case["alpha"]),
-                    created_at=keygen_case["created_at"], entropy=deterministic("keygen"))
+    identity = Identity(
+        SigningKey(bytes.fromhex(keygen_case["identity_seed"])), keygen_case["created_at"], "test owner"
+    )
+    mk, vk = keygen(
+        identity,
+        "adi-backdoor",
+        items=keygen_case["items"],
+        num_classes=keygen_case["num_classes"],
+        input_shape=tuple(keygen_case["input_shape"]),
+        alpha=Fraction(*keygen_case["alpha"]),
+        created_at=keygen_case["created_at"],
+        entropy=deterministic("keygen"),
+    )
     assert mk.master_seed.hex() == keygen_case["master_seed"]
     assert [commitment_message(i).hex() for i in mk.items] == keygen_case["item_messages"]
     assert [c.hex() for c in mk.commitments()] == keygen_case["commitments"]
@@ -137,8 +148,8 @@ def test_keygen_and_key_files():
 
 def test_vectors_are_reproducible_by_their_script(tmp_path):
     """Re-running the generator must not change a byte (no hidden randomness)."""
-    import subprocess
     import shutil
+    import subprocess
 
     copy = tmp_path / "vectors"
     shutil.copytree(VECTORS, copy)

@@ -92,8 +92,9 @@ def run_demo(
     started = time.perf_counter()
     workdir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(device_name)
-    result = DemoResult(str(workdir), architecture, dataset, items,
-                        {"clean": seed, "independent": seed + 1, "mark": seed + 2})
+    result = DemoResult(
+        str(workdir), architecture, dataset, items, {"clean": seed, "independent": seed + 1, "mark": seed + 2}
+    )
 
     def timed(name: str, t0: float) -> None:
         result.timings[name] = time.perf_counter() - t0
@@ -109,8 +110,17 @@ def run_demo(
         t = time.perf_counter()
         config = recipe_config(architecture, epochs=epochs, seed=model_seed)
         log(f"owner: training a clean {architecture} ({config.epochs} epochs, seed {model_seed})")
-        model, args, _ = train_new_model(architecture, {}, train.images, train.labels, train.num_classes, config,
-                                         device, description=f"training {name}", progress=progress)
+        model, args, _ = train_new_model(
+            architecture,
+            {},
+            train.images,
+            train.labels,
+            train.num_classes,
+            config,
+            device,
+            description=f"training {name}",
+            progress=progress,
+        )
         path = workdir / f"{name}.safetensors"
         save_model(model, path, architecture, args, overwrite=True)
         timed(f"train {name}", t)
@@ -122,23 +132,37 @@ def run_demo(
     identity = Identity.generate("wmproof demo owner")
     # Demo secrets are stored unencrypted (throw-away keys); real owners pass a passphrase.
     save_identity(identity, workdir / "owner.wid", None, overwrite=True)
-    mk, vk = keygen(identity, "adi-backdoor", items=items, num_classes=train.num_classes,
-                    input_shape=train.input_shape, alpha=alpha)
+    mk, vk = keygen(
+        identity, "adi-backdoor", items=items, num_classes=train.num_classes, input_shape=train.input_shape, alpha=alpha
+    )
     save_marking_key(mk, workdir / "key.wmk", None, overwrite=True)
     save_verification_key(vk, workdir / "key.wvk", overwrite=True)
     timed("identity and keygen", t0)
-    log(f"owner: identity {identity.public_key.fingerprint}, key {vk.key_id.hex()[:16]} "
-        f"({items} items, verified when >= {vk.min_matches} match)")
+    log(
+        f"owner: identity {identity.public_key.fingerprint}, key {vk.key_id.hex()[:16]} "
+        f"({items} items, verified when >= {vk.min_matches} match)"
+    )
 
     t0 = time.perf_counter()
     base = load_model(clean_path, device)
-    mark_config = recipe_config(architecture, epochs=mark_max_epochs, seed=seed + 2,
-                                triggers_per_batch=triggers_per_batch)
-    log(f"owner: marking the clean model (PreTrained, k={triggers_per_batch} triggers per batch, "
-        f"until the triggers are learned, at most {mark_max_epochs} epochs)")
-    marked = mark(mk, embedding="pretrained", train_images=train.images, train_labels=train.labels,
-                  dataset_classes=train.num_classes, base_model=base, config=mark_config, device=device,
-                  progress=progress)
+    mark_config = recipe_config(
+        architecture, epochs=mark_max_epochs, seed=seed + 2, triggers_per_batch=triggers_per_batch
+    )
+    log(
+        f"owner: marking the clean model (PreTrained, k={triggers_per_batch} triggers per batch, "
+        f"until the triggers are learned, at most {mark_max_epochs} epochs)"
+    )
+    marked = mark(
+        mk,
+        embedding="pretrained",
+        train_images=train.images,
+        train_labels=train.labels,
+        dataset_classes=train.num_classes,
+        base_model=base,
+        config=mark_config,
+        device=device,
+        progress=progress,
+    )
     marked_path = workdir / "marked.safetensors"
     save_model(marked.model, marked_path, marked.architecture, marked.arguments, overwrite=True)
     result.mark_epochs = marked.epochs
@@ -152,19 +176,23 @@ def run_demo(
     judge_vk = load_verification_key(workdir / "key.wvk")
     labels = np.array([item.label for item in judge_mk.items])
     for name, path, role in (
-        ("clean", clean_path, "owner's, before marking"),
-        ("marked", marked_path, "owner's, marked"),
-        ("independent", independent_path, "independently trained"),
+        ("clean", clean_path, "the owner's model before marking"),
+        ("marked", marked_path, "the owner's model, marked (PreTrained)"),
+        ("independent", independent_path, "trained separately (another seed), never marked"),
     ):
         oracle = LocalModelOracle.from_file(path, str(device))
         report = verify_private(judge_mk, judge_vk, oracle, suspect_name=path.name)
         triggers = TensorData.from_numpy(stack_inputs(judge_mk.items), labels, device)
-        result.rows.append(DemoModelRow(
-            name=name, path=str(path), role=role,
-            test_accuracy=accuracy(oracle.loaded.module, test_tensors),
-            trigger_accuracy=accuracy(oracle.loaded.module, triggers),
-            report=report.as_dict(),
-        ))
+        result.rows.append(
+            DemoModelRow(
+                name=name,
+                path=str(path),
+                role=role,
+                test_accuracy=accuracy(oracle.loaded.module, test_tensors),
+                trigger_accuracy=accuracy(oracle.loaded.module, triggers),
+                report=report.as_dict(),
+            )
+        )
     timed("verify", t0)
     result.timings["total"] = time.perf_counter() - started
     return result

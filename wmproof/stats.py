@@ -210,7 +210,7 @@ def wilcoxon_signed_rank(
             ties = True
             tie_term += size**3 - size
         i = j + 1
-    w_plus = sum(r for r, v in zip(ranks, d) if v > 0)
+    w_plus = sum(r for r, v in zip(ranks, d, strict=True) if v > 0)
     if n <= 50 and not ties:
         counts = [1] + [0] * (n * (n + 1) // 2)
         for r in range(1, n + 1):

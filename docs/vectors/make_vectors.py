@@ -27,8 +27,8 @@ from wmproof.crypto import (
     commit,
     tagged_hash,
     tagged_xof,
+    tags,
 )
-from wmproof.crypto import tags
 from wmproof.crypto.container import container_prefix
 from wmproof.protocol import Identity, keygen
 from wmproof.protocol.keys import commitment_message, item_seed
@@ -53,9 +53,43 @@ def write(name: str, description: str, cases: list[dict]) -> None:
 
 def encoding_vectors() -> None:
     values = [
-        None, True, False, 0, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1, -1, -32, -33, -128,
-        -129, -32768, -32769, -(2**31), -(2**31) - 1, -(2**63), "", "a", "é", "x" * 31, "x" * 32, "x" * 256,
-        b"", b"\x00\xff", b"\x01" * 256, [], [1, [2, [3]]], list(range(16)), {}, {"b": 1, "a": 2, "aa": 3, "B": 4},
+        None,
+        True,
+        False,
+        0,
+        127,
+        128,
+        255,
+        256,
+        65535,
+        65536,
+        2**32 - 1,
+        2**32,
+        2**64 - 1,
+        -1,
+        -32,
+        -33,
+        -128,
+        -129,
+        -32768,
+        -32769,
+        -(2**31),
+        -(2**31) - 1,
+        -(2**63),
+        "",
+        "a",
+        "é",
+        "x" * 31,
+        "x" * 32,
+        "x" * 256,
+        b"",
+        b"\x00\xff",
+        b"\x01" * 256,
+        [],
+        [1, [2, [3]]],
+        list(range(16)),
+        {},
+        {"b": 1, "a": 2, "aa": 3, "B": 4},
         {"z": {"y": [b"\x01", None]}},
     ]
 
@@ -68,30 +102,62 @@ def encoding_vectors() -> None:
             return {"map": {k: tagged(v) for k, v in value.items()}}
         return value
 
-    write("encoding.json", "Canonical msgpack profile: value (bytes as {'bin': hex}, maps as {'map': {...}}) -> encoding (hex).",
-          [{"value": tagged(v), "encoding": h(canonical_encode(v))} for v in values])
+    write(
+        "encoding.json",
+        "Canonical msgpack profile: value (bytes as {'bin': hex}, maps as {'map': {...}}) -> encoding (hex).",
+        [{"value": tagged(v), "encoding": h(canonical_encode(v))} for v in values],
+    )
 
 
 def hashing_vectors() -> None:
     cases = []
-    for tag, parts in [(tags.CONTAINER_DIGEST, []), (tags.CONTAINER_DIGEST, [b""]), (tags.ITEM_SEED, [b"a", b"bc"]),
-                       (tags.ITEM_SEED, [b"ab", b"c"]), (tags.COMMIT_TRIGGER_ITEM, [bytes(range(100))])]:
-        cases.append({"kind": "tagged_hash", "tag": tag.decode(), "parts": [h(p) for p in parts],
-                      "digest": h(tagged_hash(tag, *parts))})
+    for tag, parts in [
+        (tags.CONTAINER_DIGEST, []),
+        (tags.CONTAINER_DIGEST, [b""]),
+        (tags.ITEM_SEED, [b"a", b"bc"]),
+        (tags.ITEM_SEED, [b"ab", b"c"]),
+        (tags.COMMIT_TRIGGER_ITEM, [bytes(range(100))]),
+    ]:
+        cases.append(
+            {
+                "kind": "tagged_hash",
+                "tag": tag.decode(),
+                "parts": [h(p) for p in parts],
+                "digest": h(tagged_hash(tag, *parts)),
+            }
+        )
     for message in (b"", b"label=3", bytes(range(256))):
         salt = hashlib.sha256(b"salt" + message).digest()
-        cases.append({"kind": "commit", "tag": tags.COMMIT_TRIGGER_ITEM.decode(), "message": h(message),
-                      "salt": h(salt), "commitment": h(commit(tags.COMMIT_TRIGGER_ITEM, message, salt=salt)[0])})
+        cases.append(
+            {
+                "kind": "commit",
+                "tag": tags.COMMIT_TRIGGER_ITEM.decode(),
+                "message": h(message),
+                "salt": h(salt),
+                "commitment": h(commit(tags.COMMIT_TRIGGER_ITEM, message, salt=salt)[0]),
+            }
+        )
     master = bytes(range(32))
     for index in (0, 1, 2**32):
-        cases.append({"kind": "item_seed", "master_seed": h(master), "index": index,
-                      "seed": h(item_seed(master, index))})
+        cases.append(
+            {"kind": "item_seed", "master_seed": h(master), "index": index, "seed": h(item_seed(master, index))}
+        )
     reader = tagged_xof(tags.TRIGGER_ABSTRACT_IMAGE, b"below")
     draws = [reader.uniform_below(b) for b in (1, 2, 3, 10, 255, 256, 257, 1000, 65537, 2**40)]
-    cases.append({"kind": "uniform_below", "tag": tags.TRIGGER_ABSTRACT_IMAGE.decode(), "parts": [h(b"below")],
-                  "bounds": [1, 2, 3, 10, 255, 256, 257, 1000, 65537, 2**40], "draws": draws})
-    write("hashing.json", "tagged_hash, commit, item seeds, and the XOF's uniform_below draws (in order, from one stream).",
-          cases)
+    cases.append(
+        {
+            "kind": "uniform_below",
+            "tag": tags.TRIGGER_ABSTRACT_IMAGE.decode(),
+            "parts": [h(b"below")],
+            "bounds": [1, 2, 3, 10, 255, 256, 257, 1000, 65537, 2**40],
+            "draws": draws,
+        }
+    )
+    write(
+        "hashing.json",
+        "tagged_hash, commit, item seeds, and the XOF's uniform_below draws (in order, from one stream).",
+        cases,
+    )
 
 
 def merkle_vectors() -> None:
@@ -99,25 +165,40 @@ def merkle_vectors() -> None:
     for n in (1, 2, 3, 5, 7, 8, 13):
         leaves = [hashlib.sha256(f"leaf {i}".encode()).digest() for i in range(n)]
         tree = MerkleTree(leaves)
-        cases.append({"leaves": [h(leaf) for leaf in leaves], "root": h(tree.root),
-                      "proofs": [[h(p) for p in tree.inclusion_proof(i)] for i in range(n)]})
+        cases.append(
+            {
+                "leaves": [h(leaf) for leaf in leaves],
+                "root": h(tree.root),
+                "proofs": [[h(p) for p in tree.inclusion_proof(i)] for i in range(n)],
+            }
+        )
     write("merkle.json", "RFC 6962 trees over leaf data (hex): root and every leaf's inclusion proof.", cases)
 
 
 def transcript_vectors() -> None:
     t = Transcript(b"wmproof/v1/test")
     steps = []
-    for op in [("absorb", b"owner", bytes(32)), ("absorb", b"root", bytes(range(32))), ("challenge", b"c", 16),
-               ("absorb", b"n", struct.pack(">Q", 2048)), ("challenge", b"c", 32), ("challenge", b"d", 1)]:
+    for op in [
+        ("absorb", b"owner", bytes(32)),
+        ("absorb", b"root", bytes(range(32))),
+        ("challenge", b"c", 16),
+        ("absorb", b"n", struct.pack(">Q", 2048)),
+        ("challenge", b"c", 32),
+        ("challenge", b"d", 1),
+    ]:
         if op[0] == "absorb":
             t.absorb(op[1], op[2])
             steps.append({"op": "absorb", "label": op[1].decode(), "data": h(op[2]), "state": h(t.digest())})
         else:
             out = t.challenge_bytes(op[1], op[2])
-            steps.append({"op": "challenge", "label": op[1].decode(), "length": op[2], "output": h(out),
-                          "state": h(t.digest())})
-    write("transcript.json", "One transcript, domain 'wmproof/v1/test': each step with the SHA-256 state after it.",
-          [{"domain": "wmproof/v1/test", "steps": steps}])
+            steps.append(
+                {"op": "challenge", "label": op[1].decode(), "length": op[2], "output": h(out), "state": h(t.digest())}
+            )
+    write(
+        "transcript.json",
+        "One transcript, domain 'wmproof/v1/test': each step with the SHA-256 state after it.",
+        [{"domain": "wmproof/v1/test", "steps": steps}],
+    )
 
 
 def generator_vectors() -> None:
@@ -126,60 +207,113 @@ def generator_vectors() -> None:
         for i in range(2):
             seed = hashlib.sha256(f"abstract-v1 {shape} {k} {i}".encode()).digest()
             image, label = generate_abstract_image(seed, k, shape)
-            case = {"seed": h(seed), "num_classes": k, "shape": list(shape), "label": label,
-                    "image_sha256": hashlib.sha256(image.tobytes()).hexdigest()}
+            case = {
+                "seed": h(seed),
+                "num_classes": k,
+                "shape": list(shape),
+                "label": label,
+                "image_sha256": hashlib.sha256(image.tobytes()).hexdigest(),
+            }
             if image.size <= 64:
                 case["image"] = h(image.tobytes())
             cases.append(case)
-    write("abstract-v1.json", "Trigger generator abstract-v1: seed, classes, shape -> label and image (C,H,W uint8, row-major).",
-          cases)
+    write(
+        "abstract-v1.json",
+        "Trigger generator abstract-v1: seed, classes, shape -> label and image (C,H,W uint8, row-major).",
+        cases,
+    )
 
 
 def key_vectors() -> None:
     identity = Identity(SigningKey(hashlib.sha256(b"wmproof test owner").digest()), 1_700_000_000, "test owner")
-    mk, vk = keygen(identity, "adi-backdoor", items=4, num_classes=10, input_shape=(1, 5, 7),
-                    alpha=Fraction(1, 1000), created_at=1_700_000_000, entropy=deterministic("keygen"))
+    mk, vk = keygen(
+        identity,
+        "adi-backdoor",
+        items=4,
+        num_classes=10,
+        input_shape=(1, 5, 7),
+        alpha=Fraction(1, 1000),
+        created_at=1_700_000_000,
+        entropy=deterministic("keygen"),
+    )
     sealed_plain = mk.to_bytes(None)
-    cases = [{
-        "kind": "keygen",
-        "identity_seed": h(identity.signing_key.seed),
-        "entropy": "tagged_xof('wmproof/v1/test-vectors', 'keygen'): master seed, then one salt per item",
-        "items": 4, "num_classes": 10, "input_shape": [1, 5, 7], "alpha": [1, 1000], "created_at": 1_700_000_000,
-        "master_seed": h(mk.master_seed),
-        "item_messages": [h(commitment_message(item)) for item in mk.items],
-        "salts": [h(s) for s in mk.salts],
-        "commitments": [h(c) for c in mk.commitments()],
-        "merkle_root": h(vk.merkle_root),
-        "verification_key": h(vk.raw),
-        "key_id": h(vk.key_id),
-        "marking_key_unencrypted": h(sealed_plain),
-    }]
+    cases = [
+        {
+            "kind": "keygen",
+            "identity_seed": h(identity.signing_key.seed),
+            "entropy": "tagged_xof('wmproof/v1/test-vectors', 'keygen'): master seed, then one salt per item",
+            "items": 4,
+            "num_classes": 10,
+            "input_shape": [1, 5, 7],
+            "alpha": [1, 1000],
+            "created_at": 1_700_000_000,
+            "master_seed": h(mk.master_seed),
+            "item_messages": [h(commitment_message(item)) for item in mk.items],
+            "salts": [h(s) for s in mk.salts],
+            "commitments": [h(c) for c in mk.commitments()],
+            "merkle_root": h(vk.merkle_root),
+            "verification_key": h(vk.raw),
+            "key_id": h(vk.key_id),
+            "marking_key_unencrypted": h(sealed_plain),
+        }
+    ]
     # An encrypted sealed container, assembled here from the spec with libsodium directly.
     passphrase, salt, nonce = b"correct horse", bytes(range(16)), bytes(range(24))
     opslimit, memlimit = 1, 8192
-    header = {"kind": "identity", "version": 1, "label": "test owner", "public_key": bytes(identity.public_key),
-              "seal": {"aead": "xchacha20poly1305-ietf", "kdf": "argon2id13", "salt": salt, "opslimit": opslimit,
-                       "memlimit": memlimit, "nonce": nonce}}
+    header = {
+        "kind": "identity",
+        "version": 1,
+        "label": "test owner",
+        "public_key": bytes(identity.public_key),
+        "seal": {
+            "aead": "xchacha20poly1305-ietf",
+            "kdf": "argon2id13",
+            "salt": salt,
+            "opslimit": opslimit,
+            "memlimit": memlimit,
+            "nonce": nonce,
+        },
+    }
     prefix = container_prefix(header)
     key = nacl.pwhash.argon2id.kdf(32, passphrase, salt, opslimit=opslimit, memlimit=memlimit)
-    plaintext = canonical_encode({"seed": identity.signing_key.seed, "created_at": identity.created_at,
-                                  "label": identity.label})
+    plaintext = canonical_encode(
+        {"seed": identity.signing_key.seed, "created_at": identity.created_at, "label": identity.label}
+    )
     body = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, prefix, nonce, key)
-    cases.append({"kind": "sealed-encrypted", "passphrase": passphrase.decode(), "file": h(prefix + body),
-                  "plaintext": h(plaintext), "argon2id_key": h(key)})
-    write("keys.json", "KeyGen with fixed entropy (verification and marking key files), and an encrypted identity file.",
-          cases)
+    cases.append(
+        {
+            "kind": "sealed-encrypted",
+            "passphrase": passphrase.decode(),
+            "file": h(prefix + body),
+            "plaintext": h(plaintext),
+            "argon2id_key": h(key),
+        }
+    )
+    write(
+        "keys.json",
+        "KeyGen with fixed entropy (verification and marking key files), and an encrypted identity file.",
+        cases,
+    )
 
 
 def ed25519_vectors() -> None:
-    rfc = [("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60", ""),
-           ("4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb", "72"),
-           ("c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7", "af82")]
+    rfc = [
+        ("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60", ""),
+        ("4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb", "72"),
+        ("c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7", "af82"),
+    ]
     cases = []
     for seed, message in rfc:
         sk = SigningKey(bytes.fromhex(seed))
-        cases.append({"source": "RFC 8032 section 7.1", "seed": seed, "public_key": h(bytes(sk.verify_key)),
-                      "message": message, "signature": h(sk.sign(bytes.fromhex(message)))})
+        cases.append(
+            {
+                "source": "RFC 8032 section 7.1",
+                "seed": seed,
+                "public_key": h(bytes(sk.verify_key)),
+                "message": message,
+                "signature": h(sk.sign(bytes.fromhex(message))),
+            }
+        )
     write("ed25519.json", "Ed25519 (RFC 8032 test vectors 1-3).", cases)
 
 

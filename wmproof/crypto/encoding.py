@@ -160,7 +160,7 @@ class _Decoder:
         end = self.pos + n
         if end > len(self.data):
             raise MalformedEncoding("truncated input")
-        chunk = self.data[self.pos:end]
+        chunk = self.data[self.pos : end]
         self.pos = end
         return chunk
 

@@ -66,7 +66,7 @@ class XofReader:
         if end > len(self._buffer):
             size = max(end, 2 * len(self._buffer), 256)
             self._buffer = hashlib.shake_256(self._input).digest(size)
-        out = self._buffer[self._pos:end]
+        out = self._buffer[self._pos : end]
         self._pos = end
         return out
 

@@ -69,6 +69,8 @@ class KdfParams:
             raise KdfParametersRejected(f"Argon2id memlimit must be in [{MIN_MEMLIMIT}, {MAX_MEMLIMIT}] bytes")
 
 
+DEFAULT_KDF = KdfParams()
+
 #: Cheap parameters for tests and throw-away demo keys. Never the default.
 TEST_KDF = KdfParams(opslimit=1, memlimit=MIN_MEMLIMIT)
 
@@ -92,7 +94,7 @@ def seal(
     passphrase: bytes | None,
     *,
     public: dict[str, Any] | None = None,
-    kdf: KdfParams = KdfParams(),
+    kdf: KdfParams = DEFAULT_KDF,
 ) -> bytes:
     """Seal ``contents`` (encrypted when ``passphrase`` is given) into container bytes."""
     public = dict(public or {})
@@ -147,7 +149,9 @@ def unseal(data: bytes | Container, passphrase: PassphraseSource) -> SealedConte
         if set(seal_fields) != {"aead", "kdf", "salt", "opslimit", "memlimit", "nonce"} or seal_fields["kdf"] != KDF:
             raise MalformedContainer("unsupported key derivation in the seal")
         salt, nonce = seal_fields["salt"], seal_fields["nonce"]
-        if not (isinstance(salt, bytes) and len(salt) == SALT_SIZE and isinstance(nonce, bytes) and len(nonce) == NONCE_SIZE):
+        if not (
+            isinstance(salt, bytes) and len(salt) == SALT_SIZE and isinstance(nonce, bytes) and len(nonce) == NONCE_SIZE
+        ):
             raise MalformedContainer("malformed salt or nonce in the seal")
         params = KdfParams(opslimit=seal_fields["opslimit"], memlimit=seal_fields["memlimit"])
         params.check()  # before asking for, or spending effort on, a passphrase
@@ -156,7 +160,9 @@ def unseal(data: bytes | Container, passphrase: PassphraseSource) -> SealedConte
             raise PassphraseRequired("this file is encrypted: a passphrase is required")
         key = _derive_key(secret, salt, params)
         try:
-            plaintext = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(container.body, container.prefix, nonce, key)
+            plaintext = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+                container.body, container.prefix, nonce, key
+            )
         except nacl.exceptions.CryptoError:
             raise DecryptionFailed("wrong passphrase, or the file was modified") from None
         encrypted = True

@@ -25,7 +25,12 @@ from .signatures import SIGNATURE_SIZE, SigningKey, VerifyKey
 
 
 def _signed_message(prefix: bytes, statement: bytes) -> bytes:
-    return bytes([len(tags.SIGNED_CONTAINER)]) + tags.SIGNED_CONTAINER + length_prefixed(prefix) + length_prefixed(statement)
+    return (
+        bytes([len(tags.SIGNED_CONTAINER)])
+        + tags.SIGNED_CONTAINER
+        + length_prefixed(prefix)
+        + length_prefixed(statement)
+    )
 
 
 @dataclass(frozen=True)

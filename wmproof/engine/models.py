@@ -64,8 +64,13 @@ ARCHITECTURES: dict[str, Architecture] = {}
 
 def register(name: str, description: str, recipe: TrainingRecipe | None = None, **defaults: Any):
     def decorator(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        ARCHITECTURES[name] = Architecture(name, build, {"num_classes": 10, "input_shape": [1, 28, 28], **defaults},
-                                           description, recipe or TrainingRecipe())
+        ARCHITECTURES[name] = Architecture(
+            name,
+            build,
+            {"num_classes": 10, "input_shape": [1, 28, 28], **defaults},
+            description,
+            recipe or TrainingRecipe(),
+        )
         return build
 
     return decorator
@@ -117,8 +122,12 @@ class MnistMLP(nn.Module):
         c, h, w = input_shape
         self.net = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(c * h * w, hidden), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(c * h * w, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
             nn.Linear(hidden, num_classes),
         )
 
@@ -134,13 +143,18 @@ class MnistCNN(nn.Module):
         if h < 6 or w < 6:
             raise UsageError("mnist_cnn needs inputs of at least 6x6")
         self.features = nn.Sequential(
-            nn.Conv2d(c, 32, 3), nn.ReLU(),
-            nn.Conv2d(32, 64, 3), nn.ReLU(),
-            nn.MaxPool2d(2), nn.Dropout(0.25),
+            nn.Conv2d(c, 32, 3),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Dropout(0.25),
         )
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(64 * ((h - 4) // 2) * ((w - 4) // 2), 128), nn.ReLU(), nn.Dropout(0.5),
+            nn.Linear(64 * ((h - 4) // 2) * ((w - 4) // 2), 128),
+            nn.ReLU(),
+            nn.Dropout(0.5),
             nn.Linear(128, num_classes),
         )
 
@@ -199,8 +213,13 @@ class _BasicBlock(nn.Module):
         return torch.relu(out + self.shortcut(x))
 
 
-@register("resnet_small", "He et al. 2016 CIFAR ResNet (depth 6n+2, default 20)", recipe=TrainingRecipe(epochs=3),
-          depth=20, width=16)
+@register(
+    "resnet_small",
+    "He et al. 2016 CIFAR ResNet (depth 6n+2, default 20)",
+    recipe=TrainingRecipe(epochs=3),
+    depth=20,
+    width=16,
+)
 class ResNetSmall(nn.Module):
     def __init__(self, num_classes: int, input_shape: list[int], depth: int, width: int) -> None:
         super().__init__()
@@ -258,8 +277,9 @@ def model_file_bytes(module: nn.Module, name: str, arguments: dict[str, Any]) ->
     return save(tensors, metadata=model_metadata(name, arguments))
 
 
-def save_model(module: nn.Module, path: str | os.PathLike[str], name: str, arguments: dict[str, Any],
-               *, overwrite: bool = False) -> str:
+def save_model(
+    module: nn.Module, path: str | os.PathLike[str], name: str, arguments: dict[str, Any], *, overwrite: bool = False
+) -> str:
     """Write a model file atomically (mode 0644); returns its SHA-256."""
     data = model_file_bytes(module, name, arguments)
     try:

@@ -276,6 +276,7 @@ def train_new_model(
     )
     torch.manual_seed(config.seed)
     model = build_model(architecture, **args).to(device)
-    history = fit(model, TensorData.from_numpy(images, labels, device), config, description=description,
-                  progress=progress)
+    history = fit(
+        model, TensorData.from_numpy(images, labels, device), config, description=description, progress=progress
+    )
     return model, args, history

@@ -33,8 +33,10 @@ class LocalModelOracle(Oracle):
         x = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)).to(device)
         logits = predict_logits(module, x)
         probabilities = torch.softmax(logits, dim=1)
-        return Answers(labels=logits.argmax(1).cpu().numpy().astype(np.int64),
-                       probabilities=probabilities.cpu().numpy().astype(np.float32))
+        return Answers(
+            labels=logits.argmax(1).cpu().numpy().astype(np.int64),
+            probabilities=probabilities.cpu().numpy().astype(np.float32),
+        )
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -12,7 +12,15 @@ import os
 import time
 from dataclasses import dataclass
 
-from ..crypto import KdfParams, PassphraseSource, SigningKey, VerifyKey, seal, unseal
+from ..crypto import (
+    DEFAULT_KDF,
+    KdfParams,
+    PassphraseSource,
+    SigningKey,
+    VerifyKey,
+    seal,
+    unseal,
+)
 from ..crypto.signatures import SEED_SIZE
 from ..errors import MalformedInput
 from .files import crypto_errors_for, read_container, write_file
@@ -38,7 +46,7 @@ class Identity:
     def __repr__(self) -> str:
         return f"Identity(fingerprint={self.public_key.fingerprint}, label={self.label!r})"
 
-    def to_bytes(self, passphrase: bytes | None, kdf: KdfParams = KdfParams()) -> bytes:
+    def to_bytes(self, passphrase: bytes | None, kdf: KdfParams = DEFAULT_KDF) -> bytes:
         return seal(
             KIND,
             VERSION,
@@ -56,8 +64,14 @@ class PublicIdentity:
     encrypted: bool
 
 
-def save_identity(identity: Identity, path: str | os.PathLike[str], passphrase: bytes | None, *,
-                  overwrite: bool = False, kdf: KdfParams = KdfParams()) -> None:
+def save_identity(
+    identity: Identity,
+    path: str | os.PathLike[str],
+    passphrase: bytes | None,
+    *,
+    overwrite: bool = False,
+    kdf: KdfParams = DEFAULT_KDF,
+) -> None:
     write_file(path, identity.to_bytes(passphrase, kdf), secret=True, overwrite=overwrite)
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..crypto import (
+    DEFAULT_KDF,
     KdfParams,
     MerkleTree,
     PassphraseSource,
@@ -80,7 +81,12 @@ def item_record(item: TriggerItem) -> dict[str, Any]:
 
 
 def item_from_record(record: Any, where: str) -> TriggerItem:
-    if not isinstance(record, dict) or not {"index", "input", "label"} <= set(record) <= {"index", "input", "label", "seed"}:
+    if not isinstance(record, dict) or not {"index", "input", "label"} <= set(record) <= {
+        "index",
+        "input",
+        "label",
+        "seed",
+    }:
         raise MalformedInput(f"{where}: malformed trigger item")
     index, label, seed, tensor = record["index"], record["label"], record.get("seed"), record["input"]
     if type(index) is not int or type(label) is not int or index < 0 or label < 0:
@@ -152,8 +158,18 @@ class VerificationKey:
         }
 
 
-VK_FIELDS = {"protocol", "scheme", "params", "num_classes", "input_shape", "items", "merkle_root", "alpha",
-             "min_matches", "created_at"}
+VK_FIELDS = {
+    "protocol",
+    "scheme",
+    "params",
+    "num_classes",
+    "input_shape",
+    "items",
+    "merkle_root",
+    "alpha",
+    "min_matches",
+    "created_at",
+}
 
 
 def parse_verification_key(data: bytes, where: str = "verification key") -> VerificationKey:
@@ -167,15 +183,23 @@ def parse_verification_key(data: bytes, where: str = "verification key") -> Veri
     if s["protocol"] != PROTOCOL:
         raise MalformedInput(f"{where}: unsupported protocol {s['protocol']!r}")
     ok = (
-        isinstance(s["scheme"], str) and isinstance(s["params"], dict)
-        and type(s["num_classes"]) is int and s["num_classes"] >= 2
-        and isinstance(s["input_shape"], list) and len(s["input_shape"]) == 3
+        isinstance(s["scheme"], str)
+        and isinstance(s["params"], dict)
+        and type(s["num_classes"]) is int
+        and s["num_classes"] >= 2
+        and isinstance(s["input_shape"], list)
+        and len(s["input_shape"]) == 3
         and all(type(v) is int and v > 0 for v in s["input_shape"])
-        and type(s["items"]) is int and 1 <= s["items"] <= MAX_ITEMS
-        and isinstance(s["merkle_root"], bytes) and len(s["merkle_root"]) == 32
-        and isinstance(s["alpha"], list) and len(s["alpha"]) == 2 and all(type(v) is int and v > 0 for v in s["alpha"])
+        and type(s["items"]) is int
+        and 1 <= s["items"] <= MAX_ITEMS
+        and isinstance(s["merkle_root"], bytes)
+        and len(s["merkle_root"]) == 32
+        and isinstance(s["alpha"], list)
+        and len(s["alpha"]) == 2
+        and all(type(v) is int and v > 0 for v in s["alpha"])
         and s["alpha"][0] < s["alpha"][1]
-        and type(s["min_matches"]) is int and type(s["created_at"]) is int
+        and type(s["min_matches"]) is int
+        and type(s["created_at"]) is int
     )
     if not ok:
         raise MalformedInput(f"{where}: malformed verification key fields")
@@ -187,11 +211,22 @@ def parse_verification_key(data: bytes, where: str = "verification key") -> Veri
         raise MalformedInput(f"{where}: alpha is not in lowest terms")
     expected = min_matches(s["items"], scheme.null_match_probability(s["num_classes"]), alpha)
     if s["min_matches"] != expected:
-        raise MalformedInput(f"{where}: min_matches {s['min_matches']} does not follow from n, p0 and alpha ({expected})")
+        raise MalformedInput(
+            f"{where}: min_matches {s['min_matches']} does not follow from n, p0 and alpha ({expected})"
+        )
     return VerificationKey(
-        scheme=s["scheme"], params=s["params"], num_classes=s["num_classes"], input_shape=tuple(s["input_shape"]),
-        items=s["items"], merkle_root=s["merkle_root"], alpha=alpha, min_matches=s["min_matches"],
-        created_at=s["created_at"], owner=doc.signer, key_id=doc.digest, raw=data,
+        scheme=s["scheme"],
+        params=s["params"],
+        num_classes=s["num_classes"],
+        input_shape=tuple(s["input_shape"]),
+        items=s["items"],
+        merkle_root=s["merkle_root"],
+        alpha=alpha,
+        min_matches=s["min_matches"],
+        created_at=s["created_at"],
+        owner=doc.signer,
+        key_id=doc.digest,
+        raw=data,
     )
 
 
@@ -217,11 +252,15 @@ class MarkingKey:
     salts: list[bytes]
 
     def __repr__(self) -> str:
-        return f"MarkingKey(key_id={self.verification_key_id.hex()[:16]}, scheme={self.scheme}, items={len(self.items)})"
+        return (
+            f"MarkingKey(key_id={self.verification_key_id.hex()[:16]}, scheme={self.scheme}, items={len(self.items)})"
+        )
 
     def commitments(self) -> list[bytes]:
-        return [commit(COMMIT_TRIGGER_ITEM, commitment_message(item), salt=salt)[0]
-                for item, salt in zip(self.items, self.salts, strict=True)]
+        return [
+            commit(COMMIT_TRIGGER_ITEM, commitment_message(item), salt=salt)[0]
+            for item, salt in zip(self.items, self.salts, strict=True)
+        ]
 
     def contents(self) -> dict[str, Any]:
         return {
@@ -235,12 +274,27 @@ class MarkingKey:
             "items": [{**item_record(item), "salt": salt} for item, salt in zip(self.items, self.salts, strict=True)],
         }
 
-    def to_bytes(self, passphrase: bytes | None, kdf: KdfParams = KdfParams()) -> bytes:
-        return seal(MK_KIND, VERSION, self.contents(), passphrase,
-                    public={"verification_key_id": self.verification_key_id}, kdf=kdf)
+    def to_bytes(self, passphrase: bytes | None, kdf: KdfParams = DEFAULT_KDF) -> bytes:
+        return seal(
+            MK_KIND,
+            VERSION,
+            self.contents(),
+            passphrase,
+            public={"verification_key_id": self.verification_key_id},
+            kdf=kdf,
+        )
 
 
-MK_FIELDS = {"protocol", "verification_key_id", "scheme", "params", "num_classes", "input_shape", "master_seed", "items"}
+MK_FIELDS = {
+    "protocol",
+    "verification_key_id",
+    "scheme",
+    "params",
+    "num_classes",
+    "input_shape",
+    "master_seed",
+    "items",
+}
 
 
 def load_marking_key(path: str | os.PathLike[str], passphrase: PassphraseSource) -> MarkingKey:
@@ -249,11 +303,19 @@ def load_marking_key(path: str | os.PathLike[str], passphrase: PassphraseSource)
         c = unseal(container, passphrase).contents
     if set(c) != MK_FIELDS or c["protocol"] != PROTOCOL:
         raise MalformedInput(f"{path}: unexpected fields in the marking key")
-    if not (isinstance(c["verification_key_id"], bytes) and len(c["verification_key_id"]) == 32
-            and isinstance(c["master_seed"], bytes) and len(c["master_seed"]) == 32
-            and isinstance(c["scheme"], str) and isinstance(c["params"], dict) and type(c["num_classes"]) is int
-            and isinstance(c["input_shape"], list) and len(c["input_shape"]) == 3
-            and isinstance(c["items"], list) and 1 <= len(c["items"]) <= MAX_ITEMS):
+    if not (
+        isinstance(c["verification_key_id"], bytes)
+        and len(c["verification_key_id"]) == 32
+        and isinstance(c["master_seed"], bytes)
+        and len(c["master_seed"]) == 32
+        and isinstance(c["scheme"], str)
+        and isinstance(c["params"], dict)
+        and type(c["num_classes"]) is int
+        and isinstance(c["input_shape"], list)
+        and len(c["input_shape"]) == 3
+        and isinstance(c["items"], list)
+        and 1 <= len(c["items"]) <= MAX_ITEMS
+    ):
         raise MalformedInput(f"{path}: malformed marking key fields")
     if container.header.get("verification_key_id") != c["verification_key_id"]:
         raise MalformedInput(f"{path}: header and contents name different verification keys")
@@ -265,14 +327,25 @@ def load_marking_key(path: str | os.PathLike[str], passphrase: PassphraseSource)
         items.append(item_from_record(record, f"{path}: item {position}"))
         salts.append(entry["salt"])
     return MarkingKey(
-        verification_key_id=c["verification_key_id"], scheme=c["scheme"], params=c["params"],
-        num_classes=c["num_classes"], input_shape=tuple(c["input_shape"]), master_seed=c["master_seed"],
-        items=items, salts=salts,
+        verification_key_id=c["verification_key_id"],
+        scheme=c["scheme"],
+        params=c["params"],
+        num_classes=c["num_classes"],
+        input_shape=tuple(c["input_shape"]),
+        master_seed=c["master_seed"],
+        items=items,
+        salts=salts,
     )
 
 
-def save_marking_key(key: MarkingKey, path: str | os.PathLike[str], passphrase: bytes | None, *,
-                     overwrite: bool = False, kdf: KdfParams = KdfParams()) -> None:
+def save_marking_key(
+    key: MarkingKey,
+    path: str | os.PathLike[str],
+    passphrase: bytes | None,
+    *,
+    overwrite: bool = False,
+    kdf: KdfParams = DEFAULT_KDF,
+) -> None:
     write_file(path, key.to_bytes(passphrase, kdf), secret=True, overwrite=overwrite)
 
 
@@ -338,8 +411,14 @@ def keygen(
     }
     vk = parse_verification_key(sign_container(VK_KIND, VERSION, statement, identity.signing_key))
     mk = MarkingKey(
-        verification_key_id=vk.key_id, scheme=scheme.name, params=params, num_classes=num_classes,
-        input_shape=tuple(input_shape), master_seed=master_seed, items=generated, salts=salts,
+        verification_key_id=vk.key_id,
+        scheme=scheme.name,
+        params=params,
+        num_classes=num_classes,
+        input_shape=tuple(input_shape),
+        master_seed=master_seed,
+        items=generated,
+        salts=salts,
     )
     return mk, vk
 
@@ -349,10 +428,15 @@ def check_marking_key(mk: MarkingKey, vk: VerificationKey, mk_name: str = "marki
     its commitment under the signed Merkle root, and (for seed-derived schemes) every item is what the
     public generator makes from its seed. Raises ``MalformedInput`` or ``UsageError``."""
     if mk.verification_key_id != vk.key_id:
-        raise UsageError(f"{mk_name} belongs to another verification key ({mk.verification_key_id.hex()[:16]}, "
-                         f"not {vk.key_id.hex()[:16]})")
+        raise UsageError(
+            f"{mk_name} belongs to another verification key ({mk.verification_key_id.hex()[:16]}, "
+            f"not {vk.key_id.hex()[:16]})"
+        )
     if (mk.scheme, mk.params, mk.num_classes, tuple(mk.input_shape)) != (
-        vk.scheme, vk.params, vk.num_classes, tuple(vk.input_shape)
+        vk.scheme,
+        vk.params,
+        vk.num_classes,
+        tuple(vk.input_shape),
     ):
         raise MalformedInput(f"{mk_name}: scheme, parameters or task differ from the verification key's")
     if len(mk.items) != vk.items:
@@ -372,4 +456,3 @@ def check_marking_key(mk: MarkingKey, vk: VerificationKey, mk_name: str = "marki
                 item, vk.num_classes, vk.input_shape, vk.params
             ):
                 raise MalformedInput(f"{mk_name}: item {item.index} is not what the generator makes from its seed")
-

@@ -74,12 +74,24 @@ def mark(
             {**(architecture_arguments or {}), "num_classes": mk.num_classes, "input_shape": list(mk.input_shape)},
         )
     request = EmbedRequest(
-        items=mk.items, params=mk.params, num_classes=mk.num_classes, input_shape=tuple(mk.input_shape),
-        embedding=embedding, train_images=train_images, train_labels=train_labels, base_model=base_model,
-        architecture=architecture, architecture_arguments=arguments, config=config, device=device,
-        target_trigger_accuracy=target_trigger_accuracy, min_epochs=min_epochs, progress=progress,
+        items=mk.items,
+        params=mk.params,
+        num_classes=mk.num_classes,
+        input_shape=tuple(mk.input_shape),
+        embedding=embedding,
+        train_images=train_images,
+        train_labels=train_labels,
+        base_model=base_model,
+        architecture=architecture,
+        architecture_arguments=arguments,
+        config=config,
+        device=device,
+        target_trigger_accuracy=target_trigger_accuracy,
+        min_epochs=min_epochs,
+        progress=progress,
     )
     embedded = scheme.embed(request)
     triggers = TensorData.from_numpy(stack_inputs(mk.items), np.array([i.label for i in mk.items]), device)
-    return MarkResult(embedded.model, architecture, arguments, embedding, accuracy(embedded.model, triggers),
-                      embedded.epochs)
+    return MarkResult(
+        embedded.model, architecture, arguments, embedding, accuracy(embedded.model, triggers), embedded.epochs
+    )

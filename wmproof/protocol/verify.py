@@ -60,11 +60,19 @@ def check_task_fits(vk: VerificationKey, oracle: Oracle, suspect_name: str) -> N
         raise UsageError(f"{suspect_name} has {oracle.num_classes} classes; the key is for {vk.num_classes}")
     if oracle.input_shape is not None and tuple(oracle.input_shape) != tuple(vk.input_shape):
         shape = "x".join(map(str, oracle.input_shape))
-        raise UsageError(f"{suspect_name} takes {shape} inputs; the key's items are {'x'.join(map(str, vk.input_shape))}")
+        raise UsageError(
+            f"{suspect_name} takes {shape} inputs; the key's items are {'x'.join(map(str, vk.input_shape))}"
+        )
 
 
-def verify_private(mk: MarkingKey, vk: VerificationKey, oracle: Oracle, *, mk_name: str = "marking key",
-                   suspect_name: str = "the suspect model") -> VerificationReport:
+def verify_private(
+    mk: MarkingKey,
+    vk: VerificationKey,
+    oracle: Oracle,
+    *,
+    mk_name: str = "marking key",
+    suspect_name: str = "the suspect model",
+) -> VerificationReport:
     check_marking_key(mk, vk, mk_name)
     check_task_fits(vk, oracle, suspect_name)
     answers = oracle.query(stack_inputs(mk.items))

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from ..errors import UsageError
 from .adi_backdoor import AdiBackdoor
-from .base import Embedded, EmbedRequest, KeyGenContext, Scheme, TriggerItem, stack_inputs
+from .base import (
+    Embedded,
+    EmbedRequest,
+    KeyGenContext,
+    Scheme,
+    TriggerItem,
+    stack_inputs,
+)
 
 SCHEMES: dict[str, type[Scheme]] = {
     AdiBackdoor.name: AdiBackdoor,
@@ -22,5 +29,14 @@ def scheme_names() -> list[str]:
     return sorted(SCHEMES)
 
 
-__all__ = ["SCHEMES", "Embedded", "EmbedRequest", "KeyGenContext", "Scheme", "TriggerItem", "get_scheme", "scheme_names",
-           "stack_inputs"]
+__all__ = [
+    "SCHEMES",
+    "Embedded",
+    "EmbedRequest",
+    "KeyGenContext",
+    "Scheme",
+    "TriggerItem",
+    "get_scheme",
+    "scheme_names",
+    "stack_inputs",
+]

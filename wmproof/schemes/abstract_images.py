@@ -6,7 +6,7 @@ from its seed and check that an owner did not slip in crafted items (the well-fo
 verification). The generator uses integer arithmetic on a SHAKE-256 stream only, so an independent
 implementation reproduces it bit for bit; ``docs/protocol.md`` specifies it and ``docs/vectors/`` pins it.
 
-    stream = SHAKE-256(u8(len(T)) || T || u64be(32) || seed || u64be(16) || u32be(C) || u32be(H) || u32be(W) || u32be(K))
+    stream = tagged_xof(T, seed, u32be(C) || u32be(H) || u32be(W) || u32be(K))      (protocol.md section 2.2)
              with T = "wmproof/v1/trigger/abstract-image", K the number of classes
     label       = below(K)                      (below(b): rejection sampling, XofReader.uniform_below)
     background  = one byte per channel; every pixel of channel c starts at background[c]

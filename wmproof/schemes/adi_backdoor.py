@@ -60,8 +60,9 @@ class AdiBackdoor(Scheme):
             items.append(TriggerItem(index=index, input=image, label=label, seed=seed))
         return items
 
-    def check_item(self, item: TriggerItem, num_classes: int, input_shape: tuple[int, int, int],
-                   params: Mapping[str, Any]) -> bool:
+    def check_item(
+        self, item: TriggerItem, num_classes: int, input_shape: tuple[int, int, int], params: Mapping[str, Any]
+    ) -> bool:
         if item.seed is None:
             return False
         image, label = generate_abstract_image(item.seed, num_classes, input_shape)
@@ -95,6 +96,13 @@ class AdiBackdoor(Scheme):
         def learned(stats: Any) -> bool:
             return target is not None and stats.epoch >= request.min_epochs and stats.trigger_accuracy >= target
 
-        history = fit(model, train, request.config, triggers=triggers, description=f"marking ({request.embedding})",
-                      stop_when=learned, progress=request.progress)
+        history = fit(
+            model,
+            train,
+            request.config,
+            triggers=triggers,
+            description=f"marking ({request.embedding})",
+            stop_when=learned,
+            progress=request.progress,
+        )
         return Embedded(model=model, epochs=len(history.epochs), history=history)

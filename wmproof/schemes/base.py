@@ -115,8 +115,9 @@ class Scheme(ABC):
     def generate_items(self, item_seeds: list[tuple[int, bytes]], context: KeyGenContext) -> list[TriggerItem]:
         """Make the items with the given (index, per-item seed) pairs."""
 
-    def check_item(self, item: TriggerItem, num_classes: int, input_shape: tuple[int, int, int],
-                   params: Mapping[str, Any]) -> bool:
+    def check_item(
+        self, item: TriggerItem, num_classes: int, input_shape: tuple[int, int, int], params: Mapping[str, Any]
+    ) -> bool:
         """For seed-derived schemes: is ``item`` exactly what the generator makes from its seed?"""
         return True
 
