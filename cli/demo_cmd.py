@@ -73,36 +73,23 @@ def demo_command(
         significance = parse_probability(alpha)
     except ValueError as exc:
         raise UsageError(f"--alpha: {exc}") from None
+    options = dict(
+        architecture=arch,
+        epochs=epochs,
+        items=items,
+        seed=seed,
+        alpha=significance,
+        device_name=device,
+        data_dir=data_dir,
+        limit_train=limit_train,
+        triggers_per_batch=triggers_per_batch,
+        log=note,
+    )
     if workdir is not None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        result = run_demo(
-            workdir,
-            architecture=arch,
-            epochs=epochs,
-            items=items,
-            seed=seed,
-            alpha=significance,
-            device_name=device,
-            data_dir=data_dir,
-            limit_train=limit_train,
-            triggers_per_batch=triggers_per_batch,
-            log=note,
-        )
+        result = run_demo(workdir, **options)
     else:
         with tempfile.TemporaryDirectory(prefix="wmproof-demo-") as tmp:
-            result = run_demo(
-                Path(tmp),
-                architecture=arch,
-                epochs=epochs,
-                items=items,
-                seed=seed,
-                alpha=significance,
-                device_name=device,
-                data_dir=data_dir,
-                limit_train=limit_train,
-                triggers_per_batch=triggers_per_batch,
-                log=note,
-            )
+            result = run_demo(Path(tmp), **options)
 
     def human() -> None:
         table = Table(title=f"wmproof demo: Adi et al. backdoor watermark, {arch} on MNIST, {items}-item key")

@@ -73,6 +73,9 @@ def show(
 ) -> None:
     """Show an identity's public key and fingerprint (no passphrase needed).
 
+    The public key is read from the file's header, which is authenticated when the identity is opened
+    with its passphrase (by keygen), not by this command: compare fingerprints over a trusted channel.
+
     Example:
 
         wmproof identity show alice.wid

@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 
 from wmproof.engine.models import ARCHITECTURES
@@ -281,7 +280,7 @@ def evaluate_command(
     from wmproof.engine.train import TensorData, accuracy
     from wmproof.errors import UsageError
     from wmproof.protocol import load_marking_key
-    from wmproof.schemes import stack_inputs
+    from wmproof.schemes import item_arrays
 
     dev = resolve_device(device)
     loaded = load_model(model, dev)
@@ -302,7 +301,7 @@ def evaluate_command(
         mk = load_marking_key(key, passphrase_to_read(passphrase_file, str(key)))
         if (mk.num_classes, tuple(mk.input_shape)) != (loaded.num_classes, tuple(loaded.input_shape)):
             raise UsageError(f"{key} is a key for another task than {model}")
-        triggers = TensorData.from_numpy(stack_inputs(mk.items), np.array([i.label for i in mk.items]), dev)
+        triggers = TensorData.from_numpy(*item_arrays(mk.items), dev)
         data["trigger_accuracy"] = accuracy(loaded.module, triggers)
 
     def human() -> None:

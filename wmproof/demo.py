@@ -80,14 +80,13 @@ def run_demo(
     progress: bool | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> DemoResult:
-    import numpy as np
 
     from .engine.data import load_image_dataset
     from .engine.device import resolve_device
     from .engine.models import load_model, save_model
     from .engine.train import TensorData, accuracy, recipe_config, train_new_model
     from .oracles.local import LocalModelOracle
-    from .schemes import stack_inputs
+    from .schemes import item_arrays
 
     started = time.perf_counter()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -174,7 +173,7 @@ def run_demo(
     t0 = time.perf_counter()
     judge_mk = load_marking_key(workdir / "key.wmk", None)
     judge_vk = load_verification_key(workdir / "key.wvk")
-    labels = np.array([item.label for item in judge_mk.items])
+    triggers = TensorData.from_numpy(*item_arrays(judge_mk.items), device)
     for name, path, role in (
         ("clean", clean_path, "the owner's model before marking"),
         ("marked", marked_path, "the owner's model, marked (PreTrained)"),
@@ -182,7 +181,6 @@ def run_demo(
     ):
         oracle = LocalModelOracle.from_file(path, str(device))
         report = verify_private(judge_mk, judge_vk, oracle, suspect_name=path.name)
-        triggers = TensorData.from_numpy(stack_inputs(judge_mk.items), labels, device)
         result.rows.append(
             DemoModelRow(
                 name=name,

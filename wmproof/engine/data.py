@@ -37,16 +37,19 @@ class ImageDatasetSpec:
     citation: str
 
 
+#: The file names of the IDX distribution, shared by MNIST and Fashion-MNIST.
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+
 IMAGE_DATASETS: dict[str, ImageDatasetSpec] = {
     "mnist": ImageDatasetSpec(
         name="mnist",
         directory="mnist",
         num_classes=10,
         input_shape=(1, 28, 28),
-        files={
-            "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-            "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
-        },
+        files=IDX_FILES,
         md5={
             "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
             "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
@@ -60,10 +63,7 @@ IMAGE_DATASETS: dict[str, ImageDatasetSpec] = {
         directory="fashion-mnist",
         num_classes=10,
         input_shape=(1, 28, 28),
-        files={
-            "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-            "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
-        },
+        files=IDX_FILES,
         md5={
             "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
             "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",

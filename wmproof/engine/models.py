@@ -32,10 +32,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..crypto import UnsafeDestination, write_atomic
-from ..errors import FileAccessError, MalformedInput, UsageError
+from ..errors import MalformedInput, UsageError
+from ..fileio import read_file, write_file
 
 MODEL_FORMAT = "wmproof-model/1"
+MAX_MODEL_SIZE = 4 << 30  # model files are read whole; larger ones are not what this zoo makes
 
 
 @dataclass(frozen=True)
@@ -282,12 +283,7 @@ def save_model(
 ) -> str:
     """Write a model file atomically (mode 0644); returns its SHA-256."""
     data = model_file_bytes(module, name, arguments)
-    try:
-        write_atomic(path, data, mode=0o644, overwrite=overwrite)
-    except UnsafeDestination as exc:
-        raise UsageError(str(exc)) from None
-    except OSError as exc:
-        raise FileAccessError(f"cannot write {path}: {exc.strerror}") from None
+    write_file(path, data, secret=False, overwrite=overwrite)
     return hashlib.sha256(data).hexdigest()
 
 
@@ -297,14 +293,7 @@ def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu")
     from safetensors.torch import load
 
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise FileAccessError(f"model file not found: {path}") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path} is a directory, not a model file") from None
-    except OSError as exc:
-        raise FileAccessError(f"cannot read model file {path}: {exc.strerror}") from None
+    data = read_file(path, "a model file", max_size=MAX_MODEL_SIZE)
     try:
         tensors = load(data)
         metadata = _read_metadata(data)

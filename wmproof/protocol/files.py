@@ -1,9 +1,8 @@
-"""Reading and writing wmproof's files, with every failure turned into a one-line, typed error.
+"""Opening wmproof's container files, with every failure turned into a one-line, typed error.
 
-Files are read whole with a size cap (a hostile file must not exhaust memory), recognised by their
-container header, and refused with a message naming the file and what it is when it is of another kind.
-Crypto failures become :mod:`wmproof.errors` failures here, with the file's name attached and nothing of its
-secret contents.
+Files are recognised by their container header and refused with a message naming the file and what it is
+when it is of another kind. Crypto failures become :mod:`wmproof.errors` failures here, with the file's
+name attached and nothing of its secret contents.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from ..crypto import (
     CryptoError,
@@ -19,38 +17,25 @@ from ..crypto import (
     KdfParametersRejected,
     MalformedContainer,
     PassphraseRequired,
-    UnsafeDestination,
+    PassphraseSource,
+    SealedContents,
     parse_container,
-    write_atomic,
+    unseal,
 )
 from ..crypto.container import Container, is_container
-from ..errors import FileAccessError, MalformedInput, UsageError, WrongPassphrase
+from ..errors import MalformedInput, UsageError, WrongPassphrase
+from ..fileio import read_file
 
-MAX_FILE_SIZE = 256 << 20
-
-#: The kinds of file, with the words used to name them in messages.
-KIND_NAMES = {
-    "identity": "an owner identity",
-    "marking-key": "a marking key",
-    "verification-key": "a verification key",
+#: The kinds of container file, named as messages name them.
+KIND_NOUNS = {
+    "identity": "owner identity",
+    "marking-key": "marking key",
+    "verification-key": "verification key",
 }
 
 
-def read_bytes(path: str | os.PathLike[str], what: str) -> bytes:
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-        if path.is_dir():
-            raise UsageError(f"{path} is a directory, not {what}")
-        if size > MAX_FILE_SIZE:
-            raise MalformedInput(f"{path} is {size} bytes, more than {what} can be")
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise FileAccessError(f"file not found: {path} (expected {what})") from None
-    except PermissionError:
-        raise FileAccessError(f"cannot read {path}: permission denied") from None
-    except OSError as exc:
-        raise FileAccessError(f"cannot read {path}: {exc.strerror}") from None
+def _with_article(noun: str) -> str:
+    return ("an " if noun[0] in "aeiou" else "a ") + noun
 
 
 def describe_foreign_file(data: bytes) -> str:
@@ -61,16 +46,21 @@ def describe_foreign_file(data: bytes) -> str:
 
 def read_container(path: str | os.PathLike[str], kind: str) -> Container:
     """Read ``path`` and check it is a wmproof file of ``kind``."""
-    what = KIND_NAMES[kind]
-    data = read_bytes(path, what)
+    noun = KIND_NOUNS[kind]
+    what = _with_article(noun)
+    data = read_file(path, what)
     if not is_container(data):
         raise UsageError(f"{path} is not {what} (not a wmproof file: {describe_foreign_file(data)})")
     try:
         container = parse_container(data)
     except MalformedContainer as exc:
-        raise MalformedInput(f"{path}: damaged {KIND_NAMES[kind].split(' ', 1)[1]} file ({exc})") from None
+        raise MalformedInput(f"{path}: damaged {noun} file ({exc})") from None
     if container.kind != kind:
-        other = KIND_NAMES.get(container.kind, f"a wmproof '{container.kind}' file")
+        other = (
+            _with_article(KIND_NOUNS[container.kind])
+            if container.kind in KIND_NOUNS
+            else (f"a wmproof '{container.kind}' file")
+        )
         raise UsageError(f"{path} is {other}, not {what}")
     if container.version != 1:
         raise MalformedInput(f"{path}: unsupported {kind} format version {container.version}")
@@ -94,15 +84,8 @@ def crypto_errors_for(path: str | os.PathLike[str], what: str) -> Iterator[None]
         raise MalformedInput(f"{path}: {what} is damaged or was tampered with ({exc})") from None
 
 
-def write_file(path: str | os.PathLike[str], data: bytes, *, secret: bool, overwrite: bool) -> None:
-    """Atomic write: 0600 for secrets, 0644 for public files; never over an existing file unless asked."""
-    try:
-        write_atomic(path, data, mode=0o600 if secret else 0o644, overwrite=overwrite)
-    except UnsafeDestination as exc:
-        raise UsageError(str(exc)) from None
-    except FileNotFoundError:
-        raise FileAccessError(f"cannot write {path}: its directory does not exist") from None
-    except PermissionError:
-        raise FileAccessError(f"cannot write {path}: permission denied") from None
-    except OSError as exc:
-        raise FileAccessError(f"cannot write {path}: {exc.strerror}") from None
+def open_sealed(path: str | os.PathLike[str], kind: str, passphrase: PassphraseSource) -> SealedContents:
+    """Read, check the kind of, and decrypt a sealed container."""
+    container = read_container(path, kind)
+    with crypto_errors_for(path, f"the {KIND_NOUNS[kind]}"):
+        return unseal(container, passphrase)

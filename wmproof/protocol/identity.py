@@ -19,11 +19,11 @@ from ..crypto import (
     SigningKey,
     VerifyKey,
     seal,
-    unseal,
 )
 from ..crypto.signatures import SEED_SIZE
 from ..errors import MalformedInput
-from .files import crypto_errors_for, read_container, write_file
+from ..fileio import write_file
+from .files import crypto_errors_for, open_sealed, read_container
 
 KIND = "identity"
 VERSION = 1
@@ -87,9 +87,7 @@ def read_public_identity(path: str | os.PathLike[str]) -> PublicIdentity:
 
 
 def load_identity(path: str | os.PathLike[str], passphrase: PassphraseSource) -> Identity:
-    container = read_container(path, KIND)
-    with crypto_errors_for(path, "the identity"):
-        opened = unseal(container, passphrase)
+    opened = open_sealed(path, KIND, passphrase)
     contents = opened.contents
     if set(contents) != {"seed", "created_at", "label"}:
         raise MalformedInput(f"{path}: unexpected fields in the identity")

@@ -38,13 +38,13 @@ from ..crypto import (
     seal,
     sign_container,
     tagged_hash,
-    unseal,
 )
 from ..crypto.tags import COMMIT_TRIGGER_ITEM, ITEM_SEED
 from ..errors import MalformedInput, UsageError
+from ..fileio import write_file
 from ..schemes import KeyGenContext, TriggerItem, get_scheme
 from ..stats import min_matches
-from .files import crypto_errors_for, read_container, write_file
+from .files import crypto_errors_for, open_sealed, read_container
 from .identity import Identity
 
 PROTOCOL = "wmproof/1"
@@ -298,9 +298,8 @@ MK_FIELDS = {
 
 
 def load_marking_key(path: str | os.PathLike[str], passphrase: PassphraseSource) -> MarkingKey:
-    container = read_container(path, MK_KIND)
-    with crypto_errors_for(path, "the marking key"):
-        c = unseal(container, passphrase).contents
+    opened = open_sealed(path, MK_KIND, passphrase)
+    c = opened.contents
     if set(c) != MK_FIELDS or c["protocol"] != PROTOCOL:
         raise MalformedInput(f"{path}: unexpected fields in the marking key")
     if not (
@@ -317,7 +316,7 @@ def load_marking_key(path: str | os.PathLike[str], passphrase: PassphraseSource)
         and 1 <= len(c["items"]) <= MAX_ITEMS
     ):
         raise MalformedInput(f"{path}: malformed marking key fields")
-    if container.header.get("verification_key_id") != c["verification_key_id"]:
+    if opened.header.get("verification_key_id") != c["verification_key_id"]:
         raise MalformedInput(f"{path}: header and contents name different verification keys")
     items, salts = [], []
     for position, entry in enumerate(c["items"]):

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError
-from ..schemes import EmbedRequest, get_scheme, stack_inputs
+from ..schemes import EmbedRequest, get_scheme, item_arrays
 from .keys import MarkingKey
 
 
@@ -91,7 +91,7 @@ def mark(
         progress=progress,
     )
     embedded = scheme.embed(request)
-    triggers = TensorData.from_numpy(stack_inputs(mk.items), np.array([i.label for i in mk.items]), device)
+    triggers = TensorData.from_numpy(*item_arrays(mk.items), device)
     return MarkResult(
         embedded.model, architecture, arguments, embedding, accuracy(embedded.model, triggers), embedded.epochs
     )

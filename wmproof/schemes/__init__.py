@@ -10,6 +10,7 @@ from .base import (
     KeyGenContext,
     Scheme,
     TriggerItem,
+    item_arrays,
     stack_inputs,
 )
 
@@ -38,5 +39,6 @@ __all__ = [
     "TriggerItem",
     "get_scheme",
     "scheme_names",
+    "item_arrays",
     "stack_inputs",
 ]

@@ -73,7 +73,7 @@ class AdiBackdoor(Scheme):
 
         from ..engine.models import build_model
         from ..engine.train import TensorData, fit
-        from .base import stack_inputs
+        from .base import item_arrays
 
         if request.embedding not in self.embeddings:
             raise UsageError(f"scheme {self.name} embeds 'pretrained' or 'from-scratch', not {request.embedding!r}")
@@ -89,8 +89,7 @@ class AdiBackdoor(Scheme):
             model = build_model(request.architecture, **dict(request.architecture_arguments))
         model.to(device)
         train = TensorData.from_numpy(request.train_images, request.train_labels, device)
-        labels = np.array([item.label for item in request.items], dtype=np.int64)
-        triggers = TensorData.from_numpy(stack_inputs(request.items), labels, device)
+        triggers = TensorData.from_numpy(*item_arrays(request.items), device)
         target = request.target_trigger_accuracy
 
         def learned(stats: Any) -> bool:

@@ -51,6 +51,11 @@ def stack_inputs(items: list[TriggerItem]) -> np.ndarray:
     return np.stack([item.as_float() for item in items]) if items else np.zeros((0,), np.float32)
 
 
+def item_arrays(items: list[TriggerItem]) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs (N, C, H, W) float32 in [0, 1] and labels (N,) int64: what training and evaluation take."""
+    return stack_inputs(items), np.array([item.label for item in items], dtype=np.int64)
+
+
 @dataclass(frozen=True)
 class KeyGenContext:
     """What a scheme may use to generate items. ``model`` and ``data`` are for model-dependent schemes."""
