@@ -108,3 +108,11 @@ def test_wilcoxon_matches_scipy(alternative):
         ours = wilcoxon_signed_rank(x, None, alternative)
         ref = sps.wilcoxon(x, alternative=alternative, method="approx", correction=False)
         assert ours.method == "normal" and ours.p_value == pytest.approx(ref.pvalue, rel=1e-6)
+
+
+@pytest.mark.parametrize("n", [5_000, 20_000])
+def test_exact_recurrence_agrees_with_scipy_at_scale(n):
+    p0, alpha = Fraction(1, 10), Fraction(1, 10**6)
+    k = min_matches(n, p0, alpha)
+    assert sps.binom.sf(k - 1, n, 0.1) <= 1e-6 * (1 + 1e-9) and sps.binom.sf(k - 2, n, 0.1) > 1e-6
+    assert float(binomial_sf(k, n, p0)) == pytest.approx(sps.binom.sf(k - 1, n, 0.1), rel=1e-9)

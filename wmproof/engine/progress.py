@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -22,14 +21,10 @@ class ProgressCallback(Protocol):
     def __call__(self, advance: int = 1, **fields: Any) -> None: ...
 
 
-def stderr_console() -> Console:
-    return Console(stderr=True)
-
-
 @contextmanager
 def progress_bar(description: str, total: int, *, enabled: bool | None = None) -> Iterator[ProgressCallback]:
     """Yields ``update(advance=1, **fields)``; fields (loss, acc...) are shown after the bar."""
-    console = stderr_console()
+    console = Console(stderr=True)
     show = console.is_terminal if enabled is None else enabled
     if not show:
         yield lambda advance=1, **fields: None
@@ -52,7 +47,3 @@ def progress_bar(description: str, total: int, *, enabled: bool | None = None) -
             progress.update(task, advance=advance, info=info)
 
         yield update
-
-
-def is_interactive() -> bool:
-    return sys.stderr.isatty()

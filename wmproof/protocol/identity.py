@@ -18,6 +18,7 @@ from ..crypto import (
     PassphraseSource,
     SigningKey,
     VerifyKey,
+    is_encrypted,
     seal,
 )
 from ..crypto.signatures import SEED_SIZE
@@ -82,8 +83,7 @@ def read_public_identity(path: str | os.PathLike[str]) -> PublicIdentity:
         if not isinstance(header.get("public_key"), bytes) or not isinstance(header.get("label"), str):
             raise MalformedInput(f"{path}: identity header lacks its public key")
         public_key = VerifyKey(header["public_key"])
-    encrypted = header.get("seal", {}).get("aead") != "none"
-    return PublicIdentity(public_key, header["label"], encrypted)
+    return PublicIdentity(public_key, header["label"], is_encrypted(container))
 
 
 def load_identity(path: str | os.PathLike[str], passphrase: PassphraseSource) -> Identity:
