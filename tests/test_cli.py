@@ -122,19 +122,7 @@ def test_secrets_never_appear_in_output(owner_files, trained, keypair):
     secrets += [salt.hex() for salt in mk.salts] + [item.seed.hex() for item in mk.items]
     outputs = [
         run("identity", "show", owner_files["identity"], "--json"),
-        run(
-            "keygen",
-            "-i",
-            owner_files["identity"],
-            "--identity-passphrase-file",
-            owner_files["pass"],
-            "--marking-key",
-            owner_files["dir"] / "k2.wmk",
-            "--verification-key",
-            owner_files["dir"] / "k2.wvk",
-            "--no-passphrase",
-            "--json",
-        ),
+        keygen(owner_files, "k2", "--no-passphrase", "--json"),
         run(
             "verify",
             "--key",
@@ -234,63 +222,25 @@ def test_encrypted_key_needs_its_passphrase(owner_files, trained):
     run(*args, "--passphrase-file", owner_files["pass"], code=1)
 
 
+def keygen(files, name: str, *extra, passphrase_file=None, verification_key=None, code: int = 0) -> Result:
+    """``wmproof keygen`` with the fixture's identity, writing ``name``.wmk and ``name``.wvk."""
+    return run(
+        "keygen", "-i", files["identity"], "--identity-passphrase-file", passphrase_file or files["pass"],
+        "--marking-key", files["dir"] / f"{name}.wmk",
+        "--verification-key", verification_key or files["dir"] / f"{name}.wvk",
+        *extra, code=code,
+    )  # fmt: skip
+
+
 def test_keygen_refuses_to_store_a_secret_without_a_decision(owner_files):
-    result = run(
-        "keygen",
-        "-i",
-        owner_files["identity"],
-        "--identity-passphrase-file",
-        owner_files["pass"],
-        "--marking-key",
-        owner_files["dir"] / "a.wmk",
-        "--verification-key",
-        owner_files["dir"] / "a.wvk",
-        code=2,
-    )
+    result = keygen(owner_files, "a", code=2)
     assert "--passphrase-file" in result.stderr and not (owner_files["dir"] / "a.wmk").exists()
     # Outputs that exist are refused before any work, and nothing is half-written.
-    result = run(
-        "keygen",
-        "-i",
-        owner_files["identity"],
-        "--identity-passphrase-file",
-        owner_files["pass"],
-        "--marking-key",
-        owner_files["dir"] / "new.wmk",
-        "--verification-key",
-        owner_files["vk"],
-        "--no-passphrase",
-        code=2,
-    )
+    result = keygen(owner_files, "new", "--no-passphrase", verification_key=owner_files["vk"], code=2)
     assert "exists" in result.stderr and not (owner_files["dir"] / "new.wmk").exists()
-    run(
-        "keygen",
-        "-i",
-        owner_files["identity"],
-        "--identity-passphrase-file",
-        owner_files["dir"] / "none.txt",
-        "--marking-key",
-        owner_files["dir"] / "b.wmk",
-        "--verification-key",
-        owner_files["dir"] / "b.wvk",
-        "--no-passphrase",
-        code=2,
-    )
-    run(
-        "keygen",
-        "-i",
-        owner_files["identity"],
-        "--identity-passphrase-file",
-        owner_files["pass"],
-        "--alpha",
-        "2",
-        "--marking-key",
-        owner_files["dir"] / "c.wmk",
-        "--verification-key",
-        owner_files["dir"] / "c.wvk",
-        "--no-passphrase",
-        code=2,
-    )
+    keygen(owner_files, "b", "--no-passphrase", passphrase_file=owner_files["dir"] / "none.txt", code=2)
+    keygen(owner_files, "c", "--no-passphrase", "--alpha", "2", code=2)
+    keygen(owner_files, "d", "--no-passphrase", "--items", "5", code=2)  # too few items for alpha = 1e-6
 
 
 @pytest.mark.slow
