@@ -50,6 +50,9 @@ def handle_errors(func: F) -> F:
             raise fail("interrupted: nothing was written", int(ExitCode.INTERRUPTED)) from None
         except MemoryError:
             raise fail("out of memory", int(ExitCode.IO)) from None
+        except OSError as exc:  # disk full, permissions, a path that is not what it should be
+            where = f": {exc.filename}" if exc.filename else ""
+            raise fail(f"{exc.strerror or exc}{where}", int(ExitCode.IO)) from None
         except Exception as exc:  # a bug: say so, without a traceback unless asked
             if os.environ.get("WMPROOF_DEBUG"):
                 raise

@@ -73,6 +73,8 @@ def demo_command(
         significance = parse_probability(alpha)
     except ValueError as exc:
         raise UsageError(f"--alpha: {exc}") from None
+    if workdir is not None and workdir.exists() and not workdir.is_dir():
+        raise UsageError(f"--workdir {workdir} exists and is not a directory")
     options = dict(
         architecture=arch,
         epochs=epochs,

@@ -308,6 +308,13 @@ def test_train_mark_evaluate_verify_from_the_cli(tmp_path, data_dir):
     run("train", "--out", tmp_path / "d.safetensors", "--arch", "vgg", *common, code=2)
 
 
+def test_path_mistakes_are_one_line_errors(tmp_path):
+    (tmp_path / "file").write_text("x")
+    assert "not a directory" in run("demo", "--workdir", tmp_path / "file", code=2).stderr
+    run("identity", "new", "--out", tmp_path / "file" / "id.wid", "--no-passphrase", code=5)
+    run("identity", "show", tmp_path, code=2)  # a directory, not an identity
+
+
 def test_every_command_has_help_with_an_example():
     for command in (
         ["identity", "new"],
