@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # wants a newer one, would pull several GB of CUDA packages.
 TORCH  := torch==2.13.0
 
-.PHONY: venv demo test bench vectors clean
+.PHONY: venv node demo test bench vectors contracts clean
 
 $(BIN)/wmproof: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,17 +16,30 @@ $(BIN)/wmproof: pyproject.toml
 
 venv: $(BIN)/wmproof
 
+# The pinned Solidity compiler (solc-js) and a real Ethereum node (anvil) for the tests: `npm ci` installs
+# exactly what package-lock.json names.
+node_modules/.bin/anvil: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+node: node_modules/.bin/anvil
+
 demo: venv
 	$(BIN)/wmproof demo --workdir demo-out
 
-test: venv
+test: venv node
 	$(BIN)/python -m pytest
 
-bench: venv
+bench: venv node
 	$(BIN)/python benchmarks/engine.py
+	$(BIN)/python benchmarks/chain.py
+
+# Rebuild the registry contract's committed artifact (tests check that a rebuild is byte-identical).
+contracts: node
+	node contracts/build.js
 
 vectors: venv
 	$(BIN)/python docs/vectors/make_vectors.py
 
 clean:
-	rm -rf $(VENV) demo-out *.egg-info
+	rm -rf $(VENV) node_modules demo-out *.egg-info

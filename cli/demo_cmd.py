@@ -9,11 +9,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from wmproof.engine.models import ARCHITECTURES
 from wmproof.errors import UsageError
 from wmproof.stats import parse_probability
 
+from .chain_cmd import embedded_warning
 from .common import (
+    ARCHITECTURE_HELP,
     DataDirOption,
     DeviceOption,
     JsonOption,
@@ -35,9 +36,7 @@ def demo_command(
             show_default=False,
         ),
     ] = None,
-    arch: Annotated[
-        str, typer.Option("--arch", help=f"Architecture: {', '.join(sorted(ARCHITECTURES))}.")
-    ] = "mnist_mlp",
+    arch: Annotated[str, typer.Option("--arch", help=ARCHITECTURE_HELP)] = "mnist_mlp",
     epochs: Annotated[
         int | None,
         typer.Option(
@@ -60,7 +59,8 @@ def demo_command(
     """Run the whole path on MNIST: train, create an identity and a key, mark, and verify.
 
     The owner trains a clean model, creates an identity and a committed key and marks the model; the
-    judge verifies the marked model and an independently trained one from the files on disk. Prints test
+    judge verifies the marked model and an independently trained one from the files on disk. The key is
+    timestamped on the embedded chain (your data home, like `wmproof publish`). Prints test
     accuracy before and after marking, trigger accuracy, p-values and verdicts. A few minutes on a CPU.
 
     Example:
@@ -119,9 +119,15 @@ def demo_command(
             f"marking: {result.mark_epochs} epochs of PreTrained fine-tuning; test accuracy "
             f"{rows['clean'].test_accuracy:.4f} -> {rows['marked'].test_accuracy:.4f}"
         )
+        ts = result.timestamp
+        stdout.print(
+            f"timestamp: key {ts['key_id'][:16]} registered {ts['time']}, block {ts['block_number']} of the "
+            f"{ts['network']} (checked by the judge against the key, storage, event, receipt and block)"
+        )
         stdout.print(
             f"seeds: {result.seeds}; wall time {result.timings['total']:.0f} s"
             + (f"; files in {workdir}" if workdir is not None else "")
         )
 
     emit(result.as_dict(), as_json, human)
+    embedded_warning(result.timestamp["embedded"])

@@ -8,9 +8,8 @@ from typing import Annotated
 
 import typer
 
-from wmproof.engine.models import ARCHITECTURES
-
 from .common import (
+    ARCHITECTURE_HELP,
     DataDirOption,
     DatasetOption,
     DeviceOption,
@@ -27,7 +26,7 @@ from .common import (
     warn,
 )
 
-ArchOption = Annotated[str, typer.Option("--arch", help=f"Architecture: {', '.join(sorted(ARCHITECTURES))}.")]
+ArchOption = Annotated[str, typer.Option("--arch", help=ARCHITECTURE_HELP)]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed for initialisation, shuffling and dropout.")]
 EpochsOption = Annotated[
     int | None, typer.Option("--epochs", help="Epochs (default: the architecture's recipe).", show_default=False, min=0)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from wmproof.errors import ExitCode
+from wmproof.errors import ExitCode, WmproofError
 from wmproof.protocol import (
     VerificationReport,
     load_marking_key,
@@ -16,6 +16,16 @@ from wmproof.protocol import (
 )
 from wmproof.stats import format_probability
 
+from .chain_cmd import (
+    ChainIdOption,
+    ConfirmationsOption,
+    RegistryOption,
+    RpcUrlOption,
+    chain_settings,
+    embedded_warning,
+    lookup,
+    print_timestamp,
+)
 from .common import (
     DeviceOption,
     JsonOption,
@@ -24,7 +34,41 @@ from .common import (
     handle_errors,
     passphrase_to_read,
     stdout,
+    warn,
 )
+
+RecordOption = Annotated[
+    Path | None,
+    typer.Option("--record", help="The key's timestamp record (for a key published in a batch).", show_default=False),
+]
+NoTimestampOption = Annotated[
+    bool, typer.Option("--no-timestamp", help="Do not look the key's timestamp up on the chain.")
+]
+
+
+def key_timestamp(
+    vk: Path,
+    record: Path | None,
+    skip: bool,
+    rpc_url: str | None,
+    registry: str | None,
+    chain_id: int | None,
+    confirmations: int,
+) -> tuple[dict[str, Any], Any]:
+    """The key's timestamp for a verification report: found, absent, or why it could not be read. Never fails
+    the command: the verdict is about the model, the timestamp about when the key existed."""
+    if skip:
+        return {"status": "skipped"}, None
+    settings = chain_settings(rpc_url, registry, chain_id, confirmations)
+    try:
+        found, settings = lookup(vk, record, settings)
+    except WmproofError as exc:
+        warn(f"could not read the key's timestamp: {exc}")
+        return {"status": "unavailable", "reason": str(exc)}, None
+    if found is None:
+        warn(f"the key has no timestamp on the {settings.describe()}: nothing shows it existed before today")
+        return {"status": "absent", "network": settings.describe()}, None
+    return {"status": "found", **found.as_dict()}, found
 
 
 def print_report(report: VerificationReport) -> None:
@@ -53,13 +97,20 @@ def verify_command(
     model: Annotated[Path, typer.Option("--model", "-m", help="The suspect model file.")],
     passphrase_file: PassphraseFileOption = None,
     device: DeviceOption = "auto",
+    record: RecordOption = None,
+    no_timestamp: NoTimestampOption = False,
+    rpc_url: RpcUrlOption = None,
+    registry: RegistryOption = None,
+    chain_id: ChainIdOption = None,
+    confirmations: ConfirmationsOption = 1,
     as_json: JsonOption = False,
 ) -> None:
     """Verify privately whether a suspect model carries the watermark of a key.
 
     Checks the verification key's signature, that every marking-key item opens its commitment under the
     signed Merkle root, then queries the suspect on the items and decides with an exact binomial test.
-    Exit code 0: verified; 1: not verified; 2-5: the verification could not be carried out.
+    Then reports when the key was timestamped on chain (embedded chain unless --rpc-url), or warns that it
+    was not. Exit code 0: verified; 1: not verified; 2-5: the verification could not be carried out.
 
     Example:
 
@@ -71,5 +122,14 @@ def verify_command(
     marking_key = load_marking_key(key, passphrase_to_read(passphrase_file, str(key)))
     oracle = LocalModelOracle.from_file(model, device)
     report = verify_private(marking_key, verification_key, oracle, mk_name=str(key), suspect_name=str(model))
-    emit(report.as_dict(), as_json, lambda: print_report(report))
+    timestamp, found = key_timestamp(vk, record, no_timestamp, rpc_url, registry, chain_id, confirmations)
+
+    def human() -> None:
+        print_report(report)
+        if found is not None:
+            print_timestamp(found)
+
+    emit({**report.as_dict(), "timestamp": timestamp}, as_json, human)
+    if found is not None:
+        embedded_warning(found.embedded)
     raise typer.Exit(int(ExitCode.VERIFIED if report.verified else ExitCode.REJECTED))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,32 @@ import pytest
 from wmproof.engine.data import resolve_data_dir
 
 DATA_HINT = "the test suite reads real MNIST from ../shared/data (or $WMPROOF_DATA); it is not downloaded"
+
+
+CHAIN_ENVIRONMENT = (
+    "WMPROOF_RPC_URL",
+    "WMPROOF_REGISTRY",
+    "WMPROOF_CHAIN_ID",
+    "WMPROOF_KEYSTORE",
+    "WMPROOF_ETH_PRIVATE_KEY",
+)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    """Every test gets its own data home (so its own embedded chain) and no chain settings from the
+    environment: nothing a test does touches the user's ~/.local/share/wmproof."""
+    monkeypatch.setenv("WMPROOF_HOME", str(tmp_path_factory.mktemp("home")))
+    for name in CHAIN_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _capture(capsys):
+    """Lets ``helpers.run`` read what a CLI command printed."""
+    import helpers
+
+    helpers.capsys = capsys
 
 
 @pytest.fixture(scope="session")
@@ -90,3 +117,63 @@ def trained(mnist, keypair, tmp_path_factory):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+# ------------------------------------------------------------------------------------------------ chains
+
+ANVIL_SECOND_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"  # anvil's account 1
+TESTER_SECOND_KEY = (2).to_bytes(32, "big")  # eth-tester's second pre-funded account
+
+
+@pytest.fixture(scope="session")
+def anvil():
+    """A real anvil node on 127.0.0.1 (from node_modules, installed by `make test`), one per session."""
+    from wmproof.chain.anvil import run_anvil
+    from wmproof.errors import UsageError
+
+    try:
+        with run_anvil() as node:
+            yield node
+    except UsageError as exc:  # not a skip: the chain suite must run against a real node
+        pytest.fail(f"{exc} (`make test` runs `npm ci`)", pytrace=False)
+
+
+@dataclass
+class Chain:
+    """One chain under test: how to reach it, and a second funded account (a front-runner)."""
+
+    kind: str
+    settings: object  # ChainSettings
+    other_key: bytes | str
+
+    def mine(self, blocks: int) -> None:
+        from wmproof.chain import open_registry
+
+        with open_registry(self.settings, write=True) as client:
+            for _ in range(blocks):
+                client.web3.provider.make_request("evm_mine", [])
+
+    def client(self, **changes):
+        import dataclasses
+
+        from wmproof.chain import open_registry
+
+        return open_registry(dataclasses.replace(self.settings, **changes), write=True)
+
+
+@pytest.fixture(params=["embedded", "anvil"])
+def chain(request, tmp_path) -> Chain:
+    """T11: the same tests on the embedded chain and on anvil (a fresh registry per test)."""
+    from eth_account import Account
+
+    from wmproof.chain import ChainSettings, deploy_on_node
+    from wmproof.chain.anvil import ANVIL_DEV_KEY
+
+    if request.param == "embedded":
+        return Chain("embedded", ChainSettings(data_home=tmp_path / "home"), TESTER_SECOND_KEY)
+    node = request.getfixturevalue("anvil")
+    settings = ChainSettings(rpc_url=node.url, account=lambda: Account.from_key(ANVIL_DEV_KEY))
+    address, _ = deploy_on_node(settings)
+    import dataclasses
+
+    return Chain("anvil", dataclasses.replace(settings, registry=address), ANVIL_SECOND_KEY)

@@ -9,40 +9,12 @@ import signal
 import stat
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import flip_bit
-from wmproof_cli.main import run_cli
+from helpers import Result, flip_bit, run
 
 from wmproof.protocol import load_identity, load_marking_key
-
-
-@dataclass
-class Result:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture(autouse=True)
-def _capture(capsys):
-    global _capsys
-    _capsys = capsys
-
-
-def run(*args: str | Path, code: int | None = 0) -> Result:
-    """Run the CLI in-process through the console script's own entry point."""
-    _capsys.readouterr()
-    exit_code = run_cli([str(a) for a in args])
-    captured = _capsys.readouterr()
-    result = Result(exit_code, captured.out, captured.err)
-    if code is not None:
-        assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
-    if result.exit_code not in (0, 1):  # every error: exactly one line, never a traceback
-        assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
-    return result
 
 
 @pytest.fixture
@@ -182,7 +154,8 @@ def test_verify_exit_codes(owner_files, trained, keypair, tmp_path):
     base = ["verify", "--key", tmp_path / "m.wmk", "--vk", tmp_path / "m.wvk", "--model"]
     verified = json.loads(run(*base, trained["marked"], "--json", code=0).stdout)
     assert verified["verdict"] == "verified"
-    assert set(verified) == {"verdict", "mode", "statistics", "key", "suspect", "mismatched_items"}
+    assert set(verified) == {"verdict", "mode", "statistics", "key", "suspect", "mismatched_items", "timestamp"}
+    assert verified["timestamp"]["status"] == "unavailable"  # nothing was ever published from this home
     assert set(verified["statistics"]) == {
         "test",
         "matches",
@@ -347,3 +320,11 @@ def test_console_script_and_ctrl_c_leaves_nothing(tmp_path, data_dir):
     _, err = child.communicate(timeout=60)
     assert child.returncode == 130 and "interrupted: nothing was written" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_architecture_names_in_help_are_the_model_zoo():
+    from wmproof_cli.common import ARCHITECTURE_NAMES
+
+    from wmproof.engine.models import ARCHITECTURES
+
+    assert sorted(ARCHITECTURE_NAMES) == sorted(ARCHITECTURES)

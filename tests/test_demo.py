@@ -37,10 +37,14 @@ def test_demo_verifies_the_marked_model_and_rejects_the_others(tmp_path, data_di
     for name in ("clean", "independent"):
         assert rows[name]["report"]["verdict"] == "rejected" and rows[name]["trigger_accuracy"] <= 0.3
     assert rows["marked"]["test_accuracy"] >= rows["clean"]["test_accuracy"] - 0.01  # marking costs no accuracy
+    # The key was timestamped on the embedded chain (this test's own data home) and read back by the judge.
+    assert out["timestamp"]["embedded"] and out["timestamp"]["key_id"] == rows["marked"]["report"]["key"]["key_id"]
+    assert run_cli(["timestamp", str(tmp_path / "key.wvk")]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "clean.safetensors",
         "independent.safetensors",
         "key.wmk",
+        "key.wts",
         "key.wvk",
         "marked.safetensors",
         "owner.wid",

@@ -45,6 +45,13 @@ def test_crypto_sources_import_only_the_standard_library_and_pynacl():
 
 def test_proof_path_loads_no_torch():
     loaded = _modules_after_import(
-        "import wmproof.stats, wmproof.protocol, wmproof.schemes, wmproof.oracles, wmproof.schemes.abstract_images"
+        "import wmproof.stats, wmproof.protocol, wmproof.schemes, wmproof.oracles, wmproof.schemes.abstract_images,"
+        " wmproof.chain, wmproof.protocol.timestamps"
     )
     assert "torch" not in loaded
+
+
+def test_the_cli_starts_without_torch_or_web3():
+    """``wmproof --help`` and the commands that need neither load neither (a second each, otherwise)."""
+    loaded = _modules_after_import("import wmproof_cli.main")
+    assert "torch" not in loaded and "web3" not in loaded

@@ -1,9 +1,10 @@
 """The end-to-end demonstration behind ``wmproof demo`` (and the README's first command).
 
 On the embedded defaults (MNIST, CPU, no network) it plays both roles: the owner trains a clean model,
-creates an identity and a committed key, and marks the model (Adi et al.'s PreTrained embedding); the judge
-then verifies, from the files on disk, the marked model and an independently trained clean model. Every
-artefact is written to the work directory as a user of the CLI would have it.
+creates an identity and a committed key, timestamps the key on the embedded chain (in the user's data home,
+as ``wmproof publish`` would), and marks the model (Adi et al.'s PreTrained embedding); the judge then
+verifies, from the files on disk, the marked model and an independently trained clean model, and reads the
+key's timestamp back. Every artefact is written to the work directory as a user of the CLI would have it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .protocol import (
     Identity,
@@ -27,6 +28,9 @@ from .protocol import (
     verify_private,
 )
 from .protocol.keys import DEFAULT_ALPHA
+
+if TYPE_CHECKING:
+    from .chain import ChainSettings
 
 
 @dataclass
@@ -49,6 +53,7 @@ class DemoResult:
     rows: list[DemoModelRow] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     mark_epochs: int = 0
+    timestamp: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +65,7 @@ class DemoResult:
             "mark_epochs": self.mark_epochs,
             "timings_s": {k: round(v, 2) for k, v in self.timings.items()},
             "models": [row.__dict__ for row in self.rows],
+            "timestamp": self.timestamp,
         }
 
 
@@ -77,17 +83,21 @@ def run_demo(
     data_dir: Path | None = None,
     limit_train: int | None = None,
     triggers_per_batch: int = 2,
+    chain: ChainSettings | None = None,
     progress: bool | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> DemoResult:
 
+    from .chain import ChainSettings, open_registry
     from .engine.data import load_image_dataset
     from .engine.device import resolve_device
     from .engine.models import load_model, save_model
     from .engine.train import TensorData, accuracy, recipe_config, train_new_model
     from .oracles.local import LocalModelOracle
+    from .protocol.timestamps import find_timestamp, format_time, load_record, publish, save_record
     from .schemes import item_arrays
 
+    chain = chain or ChainSettings()
     started = time.perf_counter()
     workdir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(device_name)
@@ -143,6 +153,13 @@ def run_demo(
     )
 
     t0 = time.perf_counter()
+    with open_registry(chain, write=True) as client:
+        (published,) = publish([vk], client)
+    save_record(published.timestamp.record(), workdir / "key.wts", overwrite=True)
+    timed("publish", t0)
+    log(f"owner: key timestamped at {format_time(published.timestamp.timestamp)} on the {chain.describe()}")
+
+    t0 = time.perf_counter()
     base = load_model(clean_path, device)
     mark_config = recipe_config(
         architecture, epochs=mark_max_epochs, seed=seed + 2, triggers_per_batch=triggers_per_batch
@@ -191,6 +208,10 @@ def run_demo(
                 report=report.as_dict(),
             )
         )
+    with open_registry(chain, write=False) as client:
+        found = find_timestamp(judge_vk, client, load_record(workdir / "key.wts"))
+    assert found is not None  # find_timestamp raises rather than lose a recorded registration
+    result.timestamp = found.as_dict()
     timed("verify", t0)
     result.timings["total"] = time.perf_counter() - started
     return result

@@ -54,3 +54,11 @@ class FileAccessError(WmproofError):
     """A file could not be read or written (missing, permissions, disk)."""
 
     exit_code = ExitCode.IO
+
+
+class ChainUnavailable(WmproofError):
+    """The chain could not answer or could not be trusted to: node unreachable, wrong chain id, no registry
+    at the configured address, a transaction reverted or ran out of gas, a block not yet final. "Could not
+    verify", never "not verified"."""
+
+    exit_code = ExitCode.CHAIN_UNAVAILABLE

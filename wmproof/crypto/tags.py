@@ -26,6 +26,9 @@ SIGNED_CONTAINER = b"wmproof/v1/signed-container"
 CONTAINER_DIGEST = b"wmproof/v1/container-digest"
 #: Integrity digest of a sealed container stored without encryption.
 SEALED_INTEGRITY = b"wmproof/v1/sealed-container/integrity"
+#: What is timestamped on chain for one verification key: H(tag, key id). The key id already binds the owner's
+#: public key and the protocol version (checklist rule 8); the tag says "a timestamp anchor, of a key".
+CHAIN_KEY_ANCHOR = b"wmproof/v1/chain/key-anchor"
 
 ALL_TAGS: tuple[bytes, ...] = (
     COMMIT_TRIGGER_ITEM,
@@ -36,4 +39,5 @@ ALL_TAGS: tuple[bytes, ...] = (
     SIGNED_CONTAINER,
     CONTAINER_DIGEST,
     SEALED_INTEGRITY,
+    CHAIN_KEY_ANCHOR,
 )

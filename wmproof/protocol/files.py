@@ -31,6 +31,7 @@ KIND_NOUNS = {
     "identity": "owner identity",
     "marking-key": "marking key",
     "verification-key": "verification key",
+    "timestamp-record": "timestamp record",
 }
 
 
