@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from wmproof.errors import ExitCode, UsageError
+from wmproof.errors import ExitCode, Interrupted, UsageError
 
 from .common import (
     JsonOption,
@@ -180,8 +180,16 @@ def publish_command(
     records = [path.with_suffix(RECORD_SUFFIX) for path in keys]
     check_outputs(*records, overwrite=overwrite)
     settings = chain_settings(rpc_url, registry, chain_id, confirmations, keystore, keystore_passphrase_file, gas_limit)
-    with open_registry(settings, write=True) as client:
-        results = publish(vks, client)
+    try:
+        with open_registry(settings, write=True) as client:
+            results = publish(vks, client)
+    except KeyboardInterrupt:
+        if settings.embedded:
+            raise  # the embedded chain rolls back: nothing was written
+        raise Interrupted(
+            "interrupted: no record was written, but a transaction may have been sent; "
+            "`wmproof timestamp` will show whether it was mined"
+        ) from None
     for result, path in zip(results, records, strict=True):
         save_record(result.timestamp.record(), path, overwrite=overwrite)
     data = {

@@ -129,3 +129,30 @@ def test_verify_reports_the_timestamp(trained, keypair, tmp_path):
     assert json.loads(run(*base, "--json", "--no-timestamp").stdout)["timestamp"] == {"status": "skipped"}
     # An independent model is still "not verified" (exit 1) whatever the timestamp says.
     run("verify", "--key", tmp_path / "m.wmk", "--vk", tmp_path / "m.wvk", "--model", trained["independent"], code=1)
+
+
+def test_ctrl_c_during_publish(vks, anvil, monkeypatch):
+    """Embedded: rolled back, nothing written. A node: no record, and the message says a transaction may
+    already be on its way."""
+    import wmproof.protocol.timestamps as timestamps
+
+    real_publish = timestamps.publish
+
+    def interrupted(keys, client):
+        real_publish(keys, client)  # the transaction is sent and mined...
+        raise KeyboardInterrupt  # ...then Ctrl-C before the record is written
+
+    monkeypatch.setattr(timestamps, "publish", interrupted)
+    assert "nothing was written" in run("publish", vks[0], code=130).stderr
+    assert not vks[0].with_suffix(".wts").exists()
+    monkeypatch.setattr(timestamps, "publish", real_publish)
+    run("publish", vks[1])  # creates the embedded chain, without vks[0]
+    assert "--record" in run("timestamp", vks[0], code=1).stderr  # the interrupted registration was rolled back
+
+    monkeypatch.setattr(timestamps, "publish", interrupted)
+    monkeypatch.setenv("WMPROOF_ETH_PRIVATE_KEY", ANVIL_DEV_KEY)
+    registry = json.loads(run("chain", "deploy", "--rpc-url", anvil.url, "--json").stdout)["registry"]
+    node = ["--rpc-url", anvil.url, "--registry", registry]
+    assert "may have been sent" in run("publish", vks[2], *node, code=130).stderr
+    assert not vks[2].with_suffix(".wts").exists()
+    run("timestamp", vks[2], *node)  # it was mined

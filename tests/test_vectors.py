@@ -146,6 +146,33 @@ def test_keygen_and_key_files():
     assert canonical_encode(opened.contents).hex() == sealed_case["plaintext"]
 
 
+def test_timestamps():
+    from eth_utils import keccak
+
+    from wmproof.chain.contract import EVENT_TOPIC, registration_slot
+    from wmproof.protocol.timestamps import parse_record
+
+    anchor_case, batch_case, record_case = cases("timestamps.json")
+    key_id = bytes.fromhex(anchor_case["key_id"])
+    assert key_id.hex() == cases("keys.json")[0]["key_id"]
+    # anchor = tagged_hash(tag, key_id), computed from the spec's formula (section 2.2) by hand.
+    tag = b"wmproof/v1/chain/key-anchor"
+    by_hand = hashlib.sha256(bytes([len(tag)]) + tag + len(key_id).to_bytes(8, "big") + key_id).digest()
+    assert by_hand.hex() == anchor_case["anchor"]
+    # Solidity's mapping layout: keccak256(key || uint256(0)); the event's topic 0.
+    slot = keccak(bytes.fromhex(anchor_case["anchor"]) + bytes(32))
+    assert slot.hex() == anchor_case["registration_slot"] == f"{registration_slot(by_hand):064x}"
+    assert keccak(text=anchor_case["event_signature"]).hex() == anchor_case["event_topic"] == EVENT_TOPIC.hex()
+    anchors = [bytes.fromhex(a) for a in batch_case["anchors"]]
+    assert anchors[0] == by_hand and MerkleTree(anchors).root.hex() == batch_case["root"]
+    for index, proof in enumerate(batch_case["proofs"]):
+        verify_inclusion(anchors[index], index, 3, [bytes.fromhex(p) for p in proof], bytes.fromhex(batch_case["root"]))
+    record = parse_record(bytes.fromhex(record_case["file"]))
+    assert record.to_bytes().hex() == record_case["file"]
+    assert (record.key_id, record.anchor, record.batch.root.hex()) == (key_id, by_hand, batch_case["root"])
+    assert record.timestamp == record_case["fields"]["timestamp"] and record.chain_id == 31337
+
+
 def test_vectors_are_reproducible_by_their_script(tmp_path):
     """Re-running the generator must not change a byte (no hidden randomness)."""
     import shutil

@@ -62,3 +62,9 @@ class ChainUnavailable(WmproofError):
     verify", never "not verified"."""
 
     exit_code = ExitCode.CHAIN_UNAVAILABLE
+
+
+class Interrupted(WmproofError):
+    """Ctrl-C where "nothing was written" would not be the whole truth (a transaction may be on its way)."""
+
+    exit_code = ExitCode.INTERRUPTED

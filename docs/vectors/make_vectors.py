@@ -224,7 +224,8 @@ def generator_vectors() -> None:
     )
 
 
-def key_vectors() -> None:
+def vector_keys():
+    """The fixed key pair of keys.json (and of timestamps.json)."""
     identity = Identity(SigningKey(hashlib.sha256(b"wmproof test owner").digest()), 1_700_000_000, "test owner")
     mk, vk = keygen(
         identity,
@@ -236,6 +237,11 @@ def key_vectors() -> None:
         created_at=1_700_000_000,
         entropy=deterministic("keygen"),
     )
+    return identity, mk, vk
+
+
+def key_vectors() -> None:
+    identity, mk, vk = vector_keys()
     sealed_plain = mk.to_bytes(None)
     cases = [
         {
@@ -296,6 +302,64 @@ def key_vectors() -> None:
     )
 
 
+def timestamp_vectors() -> None:
+    from wmproof.chain.contract import EVENT_SIGNATURE, EVENT_TOPIC, registration_slot
+    from wmproof.protocol.timestamps import BatchProof, TimestampRecord, key_anchor
+
+    _, _, vk = vector_keys()
+    anchor = key_anchor(vk)
+    others = [hashlib.sha256(b"another key id %d" % i).digest() for i in (1, 2)]
+    anchors = [anchor] + [tagged_hash(tags.CHAIN_KEY_ANCHOR, key_id) for key_id in others]
+    tree = MerkleTree(anchors)
+    record = TimestampRecord(
+        key_id=vk.key_id,
+        anchor=anchor,
+        chain_id=31337,
+        registry=bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3"),
+        transaction_hash=hashlib.sha256(b"transaction").digest(),
+        block_number=2,
+        block_hash=hashlib.sha256(b"block").digest(),
+        timestamp=1_700_000_100,
+        batch=BatchProof(index=0, size=3, path=tuple(tree.inclusion_proof(0)), root=tree.root),
+    )
+    cases = [
+        {
+            "kind": "anchor",
+            "key_id": h(vk.key_id),
+            "anchor": h(anchor),
+            "registration_slot": f"{registration_slot(anchor):064x}",
+            "event_signature": EVENT_SIGNATURE,
+            "event_topic": h(EVENT_TOPIC),
+        },
+        {
+            "kind": "batch",
+            "key_ids": [h(vk.key_id)] + [h(k) for k in others],
+            "anchors": [h(a) for a in anchors],
+            "root": h(tree.root),
+            "proofs": [[h(p) for p in tree.inclusion_proof(i)] for i in range(3)],
+        },
+        {
+            "kind": "record",
+            "fields": {
+                "chain_id": 31337,
+                "registry": h(record.registry),
+                "transaction_hash": h(record.transaction_hash),
+                "block_number": 2,
+                "block_hash": h(record.block_hash),
+                "timestamp": 1_700_000_100,
+                "batch_index": 0,
+            },
+            "file": h(record.to_bytes()),
+        },
+    ]
+    write(
+        "timestamps.json",
+        "What is registered on chain for the keys.json key (its anchor, alone and in a batch of 3), where the "
+        "registry stores it, and a timestamp record file.",
+        cases,
+    )
+
+
 def ed25519_vectors() -> None:
     rfc = [
         ("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60", ""),
@@ -324,5 +388,6 @@ if __name__ == "__main__":
     transcript_vectors()
     generator_vectors()
     key_vectors()
+    timestamp_vectors()
     ed25519_vectors()
     print("wrote", ", ".join(sorted(p.name for p in HERE.glob("*.json"))))
