@@ -84,6 +84,12 @@ KeystorePassphraseOption = Annotated[
         show_default=False,
     ),
 ]
+RecordOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--record", help="The key's timestamp record (needed for a key published in a batch).", show_default=False
+    ),
+]
 GasLimitOption = Annotated[
     int | None,
     typer.Option(
@@ -220,12 +226,7 @@ def publish_command(
 @handle_errors
 def timestamp_command(
     key: Annotated[Path, typer.Argument(help="The verification key (.wvk) to look up.")],
-    record: Annotated[
-        Path | None,
-        typer.Option(
-            "--record", help="The key's timestamp record (needed for a key published in a batch).", show_default=False
-        ),
-    ] = None,
+    record: RecordOption = None,
     rpc_url: RpcUrlOption = None,
     registry: RegistryOption = None,
     chain_id: ChainIdOption = None,

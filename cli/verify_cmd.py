@@ -19,6 +19,7 @@ from wmproof.stats import format_probability
 from .chain_cmd import (
     ChainIdOption,
     ConfirmationsOption,
+    RecordOption,
     RegistryOption,
     RpcUrlOption,
     chain_settings,
@@ -37,10 +38,6 @@ from .common import (
     warn,
 )
 
-RecordOption = Annotated[
-    Path | None,
-    typer.Option("--record", help="The key's timestamp record (for a key published in a batch).", show_default=False),
-]
 NoTimestampOption = Annotated[
     bool, typer.Option("--no-timestamp", help="Do not look the key's timestamp up on the chain.")
 ]
