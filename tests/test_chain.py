@@ -283,6 +283,13 @@ def test_looking_up_never_creates_a_chain(tmp_path):
         with open_registry(ChainSettings(data_home=tmp_path / "none"), write=False):
             pass
     assert not (tmp_path / "none").exists()
+    # A first publication interrupted before it committed leaves an empty file: still no chain to read.
+    with pytest.raises(KeyboardInterrupt), open_registry(ChainSettings(data_home=tmp_path / "cut"), write=True):
+        raise KeyboardInterrupt
+    for _ in range(2):  # and looking twice does not create one either
+        with pytest.raises(ChainUnavailable, match="nothing was published"):
+            with open_registry(ChainSettings(data_home=tmp_path / "cut"), write=False):
+                pass
     with pytest.raises(UsageError, match="--registry needs --rpc-url"):
         with open_registry(ChainSettings(data_home=tmp_path, registry="0x" + "11" * 20), write=False):
             pass

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
 
-from ..errors import UsageError
+from ..errors import ChainUnavailable, UsageError
 from .embedded import EmbeddedChain, default_data_home
 from .node import check_rpc_url, connect_rpc, redact_url
 from .registry import Registration, RegistryClient, chain_errors, deploy_registry
@@ -128,8 +128,6 @@ def deploy_on_node(settings: ChainSettings) -> tuple[str, int]:
     with chain_errors(f"connecting to {settings.describe()}"):
         chain_id = int(web3.eth.chain_id)
     if settings.chain_id is not None and settings.chain_id != chain_id:
-        from ..errors import ChainUnavailable
-
         raise ChainUnavailable(f"{settings.describe()} is chain {chain_id}, expected chain {settings.chain_id}")
     address = deploy_registry(web3, account, gas_limit=settings.gas_limit, timeout=settings.timeout)
     return address, chain_id

@@ -105,10 +105,7 @@ class EmbeddedChain:
 
     def __enter__(self) -> EmbeddedChain:
         if not self.path.exists() and not self._create:
-            raise ChainUnavailable(
-                f"no embedded chain in {self.directory} yet: nothing was published from this machine "
-                "(`wmproof publish` creates it; or give --rpc-url)"
-            )
+            raise ChainUnavailable(self._none_yet())
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._lock_fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -119,6 +116,9 @@ class EmbeddedChain:
         except (OSError, sqlite3.Error) as exc:
             self._release()
             raise FileAccessError(f"cannot open the embedded chain {self.path}: {exc}") from None
+        if fresh and not self._create:  # e.g. a first publication that was interrupted and rolled back
+            self._release()
+            raise ChainUnavailable(self._none_yet())
         try:
             self.web3 = _tester_web3(store, fresh)
             if fresh:
@@ -136,6 +136,12 @@ class EmbeddedChain:
             self._release(commit=False)
             raise
         return self
+
+    def _none_yet(self) -> str:
+        return (
+            f"no embedded chain in {self.directory} yet: nothing was published from this machine "
+            "(`wmproof publish` creates it; or give --rpc-url)"
+        )
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

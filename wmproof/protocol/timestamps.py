@@ -22,7 +22,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..chain import Registration, RegistryClient
-from ..crypto import CryptoError, MerkleTree, canonical_encode, pack_container, tagged_hash, verify_inclusion
+from ..crypto import (
+    CryptoError,
+    MerkleTree,
+    canonical_encode,
+    pack_container,
+    parse_container,
+    tagged_hash,
+    verify_inclusion,
+)
 from ..crypto.encoding import canonical_decode
 from ..crypto.tags import CHAIN_KEY_ANCHOR
 from ..errors import ChainUnavailable, MalformedInput, UsageError
@@ -115,8 +123,6 @@ def _is_uint(value: Any, bits: int) -> bool:
 
 def parse_record(data: bytes, where: str = "timestamp record") -> TimestampRecord:
     """Parse a timestamp record strictly: exact fields, exact types, canonical bytes."""
-    from ..crypto.container import parse_container
-
     try:
         container = parse_container(data)
         body = canonical_decode(container.body)
@@ -216,7 +222,10 @@ class KeyTimestamp:
         )
 
     def as_dict(self) -> dict[str, Any]:
+        chain = self.registration.as_dict()
         return {
+            **{name: value for name, value in chain.items() if name != "digest"},
+            "registered_digest": chain["digest"],  # the anchor, or the batch root
             "key_id": self.verification_key.key_id.hex(),
             "anchor": self.anchor.hex(),
             "timestamp": self.timestamp,
@@ -227,7 +236,6 @@ class KeyTimestamp:
             "batch": None
             if self.batch is None
             else {"index": self.batch.index, "size": self.batch.size, "root": self.batch.root.hex()},
-            **{f"chain_{k}" if k == "digest" else k: v for k, v in self.registration.as_dict().items()},
         }
 
 
