@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from wmproof.errors import ExitCode, Interrupted, UsageError
+from wmproof.errors import ExitCode, Interrupted, UsageError, WmproofError
 
 from .common import (
     JsonOption,
@@ -27,6 +27,7 @@ from .common import (
 
 if TYPE_CHECKING:
     from wmproof.chain import ChainSettings
+    from wmproof.protocol import VerificationKey
     from wmproof.protocol.timestamps import KeyTimestamp
 
 RECORD_SUFFIX = ".wts"
@@ -90,6 +91,9 @@ RecordOption = Annotated[
         "--record", help="The key's timestamp record (needed for a key published in a batch).", show_default=False
     ),
 ]
+NoTimestampOption = Annotated[
+    bool, typer.Option("--no-timestamp", help="Do not look the key's timestamp up on the chain.")
+]
 GasLimitOption = Annotated[
     int | None,
     typer.Option(
@@ -107,8 +111,11 @@ def chain_settings(
     keystore_passphrase_file: Path | None = None,
     gas_limit: int | None = None,
 ) -> ChainSettings:
-    from wmproof.chain import ChainSettings
-    from wmproof.chain.node import account_from_environment, account_from_keystore
+    try:
+        from wmproof.chain import ChainSettings
+        from wmproof.chain.node import account_from_environment, account_from_keystore
+    except ImportError:
+        raise UsageError("chains need the chain extra: pip install 'wmproof[chain]'") from None
 
     def account() -> Any:
         if keystore is not None:
@@ -243,7 +250,10 @@ def timestamp_command(
 
         wmproof timestamp key.wvk --record key.wts --rpc-url http://127.0.0.1:8545 --registry 0x...
     """
-    found, settings = lookup(key, record, chain_settings(rpc_url, registry, chain_id, confirmations))
+    from wmproof.protocol import load_verification_key
+
+    settings = chain_settings(rpc_url, registry, chain_id, confirmations)
+    found, settings = lookup(load_verification_key(key), record, settings)
     if found is None:
         data = {"key": str(key), "timestamped": False, "network": settings.describe()}
         emit(data, as_json, lambda: stdout.print(f"no timestamp for {key} on the {settings.describe()}"))
@@ -256,16 +266,14 @@ def timestamp_command(
 
 
 def lookup(
-    vk_path: Path, record_path: Path | None, settings: ChainSettings
+    vk: VerificationKey, record_path: Path | None, settings: ChainSettings
 ) -> tuple[KeyTimestamp | None, ChainSettings]:
     """Find a key's timestamp. A record with no --registry/--chain-id given fills them in (then checked)."""
     import dataclasses
 
     from wmproof.chain import open_registry
-    from wmproof.protocol import load_verification_key
     from wmproof.protocol.timestamps import find_timestamp, load_record
 
-    vk = load_verification_key(vk_path)
     record = load_record(record_path) if record_path is not None else None
     if record is not None and not settings.embedded:
         settings = dataclasses.replace(
@@ -275,6 +283,31 @@ def lookup(
         )
     with open_registry(settings, write=False) as client:
         return find_timestamp(vk, client, record, str(record_path)), settings
+
+
+def key_timestamp(
+    vk: VerificationKey,
+    record: Path | None,
+    skip: bool,
+    rpc_url: str | None,
+    registry: str | None,
+    chain_id: int | None,
+    confirmations: int,
+) -> tuple[dict[str, Any], KeyTimestamp | None]:
+    """The key's timestamp for a verification report (verify, check): found, absent, or why it could not be
+    read. Never fails the command: the verdict is about the model, the timestamp about when the key existed."""
+    if skip:
+        return {"status": "skipped"}, None
+    try:
+        settings = chain_settings(rpc_url, registry, chain_id, confirmations)
+        found, settings = lookup(vk, record, settings)
+    except WmproofError as exc:
+        warn(f"could not read the key's timestamp: {exc}")
+        return {"status": "unavailable", "reason": str(exc)}, None
+    if found is None:
+        warn(f"the key has no timestamp on the {settings.describe()}: nothing shows it existed before today")
+        return {"status": "absent", "network": settings.describe()}, None
+    return {"status": "found", **found.as_dict()}, found
 
 
 # -------------------------------------------------------------------------------------------------- chain

@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from wmproof.crypto import CryptoError
 from wmproof.errors import ExitCode, UsageError, WmproofError
@@ -29,7 +30,7 @@ stderr = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str, code: int) -> typer.Exit:
-    stderr.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    stderr.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
     return typer.Exit(code)
 
 
@@ -87,11 +88,11 @@ def check_outputs(*paths: Path, overwrite: bool) -> None:
 
 
 def note(message: str) -> None:
-    stderr.print(message, highlight=False)
+    stderr.print(escape(message), highlight=False)
 
 
 def warn(message: str) -> None:
-    stderr.print(f"[yellow]warning:[/] {message}", highlight=False)
+    stderr.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
 
 # -------------------------------------------------------------------------------------------- passphrases

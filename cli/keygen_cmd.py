@@ -59,6 +59,16 @@ def keygen_command(
     alpha: Annotated[
         str, typer.Option("--alpha", help="Significance level bound into the key (0.05, 1e-6, 1/1000).")
     ] = "1e-6",
+    proof_items: Annotated[
+        int | None,
+        typer.Option(
+            "--proof-items",
+            help="Items per public proof (must divide --items; default: all of them, one proof). "
+            "Each `wmproof prove` spends one batch.",
+            show_default=False,
+            min=1,
+        ),
+    ] = None,
     param: Annotated[
         list[str] | None, typer.Option("--param", help="Scheme parameter NAME=VALUE (repeatable).")
     ] = None,
@@ -73,9 +83,12 @@ def keygen_command(
 ) -> None:
     """Generate a committed watermark key: a secret marking key and a signed, public verification key.
 
-    The verification key binds the scheme, the task (classes, input shape), the Merkle root of the item
-    commitments and the decision rule, signed by your identity. Publish it (and timestamp it) before
-    you distribute the model.
+    KeyGen commits to twice --items trigger items; a Fiat-Shamir challenge opens half of them in the
+    verification key, so that anyone can check they are well formed (cut-and-choose, Adi et al. 4.1). The
+    other half is kept secret in the marking key, embedded by `wmproof mark`, and cut into batches of
+    --proof-items, one per public proof (`wmproof prove`). The verification key binds the scheme, the task,
+    the Merkle root of the commitments and the decision rules, signed by your identity. Publish it and
+    timestamp it (`wmproof publish`) before you distribute the model.
 
     Example:
 
@@ -97,6 +110,7 @@ def keygen_command(
         input_shape=spec.input_shape,
         params=parse_params(param or []),
         alpha=significance,
+        batch_size=proof_items,
     )
     save_marking_key(mk, marking_key, key_passphrase, overwrite=overwrite)
     try:
@@ -110,10 +124,17 @@ def keygen_command(
 
     def human() -> None:
         stdout.print(f"key id        {vk.key_id.hex()}")
-        stdout.print(f"scheme        {vk.scheme} ({items} items, {spec.num_classes} classes)")
+        stdout.print(
+            f"scheme        {vk.scheme} ({vk.committed} items committed, {items} opened, {items} kept; "
+            f"{spec.num_classes} classes)"
+        )
         stdout.print(
             f"decision      verified when >= {vk.min_matches} of {items} items match "
             f"(exact binomial, p0 = 1/{spec.num_classes}, alpha = {format_probability(vk.alpha)})"
+        )
+        stdout.print(
+            f"public proofs {len(vk.batches)} of {vk.batch_size} items each, verified when >= "
+            f"{vk.proof_min_matches} match"
         )
         stdout.print(f"owner         {vk.owner.fingerprint}")
         stdout.print(f"marking key   {marking_key}  (secret)")

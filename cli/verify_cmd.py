@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from wmproof.errors import ExitCode, WmproofError
+from wmproof.errors import ExitCode
 from wmproof.protocol import (
     VerificationReport,
     load_marking_key,
@@ -19,12 +19,12 @@ from wmproof.stats import format_probability
 from .chain_cmd import (
     ChainIdOption,
     ConfirmationsOption,
+    NoTimestampOption,
     RecordOption,
     RegistryOption,
     RpcUrlOption,
-    chain_settings,
     embedded_warning,
-    lookup,
+    key_timestamp,
     print_timestamp,
 )
 from .common import (
@@ -35,37 +35,7 @@ from .common import (
     handle_errors,
     passphrase_to_read,
     stdout,
-    warn,
 )
-
-NoTimestampOption = Annotated[
-    bool, typer.Option("--no-timestamp", help="Do not look the key's timestamp up on the chain.")
-]
-
-
-def key_timestamp(
-    vk: Path,
-    record: Path | None,
-    skip: bool,
-    rpc_url: str | None,
-    registry: str | None,
-    chain_id: int | None,
-    confirmations: int,
-) -> tuple[dict[str, Any], Any]:
-    """The key's timestamp for a verification report: found, absent, or why it could not be read. Never fails
-    the command: the verdict is about the model, the timestamp about when the key existed."""
-    if skip:
-        return {"status": "skipped"}, None
-    settings = chain_settings(rpc_url, registry, chain_id, confirmations)
-    try:
-        found, settings = lookup(vk, record, settings)
-    except WmproofError as exc:
-        warn(f"could not read the key's timestamp: {exc}")
-        return {"status": "unavailable", "reason": str(exc)}, None
-    if found is None:
-        warn(f"the key has no timestamp on the {settings.describe()}: nothing shows it existed before today")
-        return {"status": "absent", "network": settings.describe()}, None
-    return {"status": "found", **found.as_dict()}, found
 
 
 def print_report(report: VerificationReport) -> None:
@@ -119,7 +89,7 @@ def verify_command(
     marking_key = load_marking_key(key, passphrase_to_read(passphrase_file, str(key)))
     oracle = LocalModelOracle.from_file(model, device)
     report = verify_private(marking_key, verification_key, oracle, mk_name=str(key), suspect_name=str(model))
-    timestamp, found = key_timestamp(vk, record, no_timestamp, rpc_url, registry, chain_id, confirmations)
+    timestamp, found = key_timestamp(verification_key, record, no_timestamp, rpc_url, registry, chain_id, confirmations)
 
     def human() -> None:
         print_report(report)

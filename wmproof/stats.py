@@ -242,3 +242,63 @@ def wilcoxon_signed_rank(
     sf = lambda v: 0.5 * math.erfc(v / math.sqrt(2.0))  # noqa: E731
     p = {"greater": sf(z), "less": sf(-z), "two-sided": min(1.0, 2.0 * sf(abs(z)))}[alternative]
     return WilcoxonResult(w_plus, p, n, "normal")
+
+
+# ------------------------------------------------------------------------------------- cut-and-choose
+
+
+def escape_probability(forged: int, total: int, opened: int) -> Fraction:
+    """P(none of ``forged`` given items is opened) when ``opened`` of ``total`` committed items are drawn
+    uniformly without replacement: C(total - forged, opened) / C(total, opened). At most 2^-forged when
+    opened = total / 2 (Adi et al. section 4.1, appendix A.1)."""
+    if not 0 <= forged <= total or not 0 <= opened <= total:
+        raise ValueError("need 0 <= forged, opened <= total")
+    return Fraction(math.comb(total - forged, opened), math.comb(total, opened))
+
+
+def cut_and_choose_soundness(
+    threshold: int, batch: int, p0: Fraction | int | str, *, total: int, opened: int, grinding_bits: int
+) -> Fraction:
+    """The probability bound that a model which never learned the key passes one proof of ``batch`` items at
+    ``threshold`` matches, against an owner who may forge items and retry the challenge ``2^grinding_bits``
+    times (0 when the challenge comes from a public beacon after the commitment is timestamped):
+
+        max( sf(threshold, batch),  max over t >= 1 of  2^g * escape(t) * sf(threshold - f, batch - f) )
+
+    with f = min(t, batch): the forged items that escaped the opening, all placed in this batch, match
+    every model. ``sf(k, m) = P(Binomial(m, p0) >= k)``."""
+    p0 = _as_fraction(p0)
+    worst = binomial_sf(threshold, batch, p0)
+    factor = 1 << grinding_bits
+    forged = 1
+    while forged <= total - opened:
+        escape = escape_probability(forged, total, opened) * factor
+        if escape <= worst:  # escape only shrinks as t grows: nothing larger can follow
+            break
+        f = min(forged, batch)
+        worst = max(worst, escape * binomial_sf(threshold - f, batch - f, p0))
+        forged += 1
+    return min(worst, Fraction(1))
+
+
+def cut_and_choose_threshold(
+    batch: int, p0: Fraction | int | str, alpha: Fraction | int | str, *, total: int, opened: int, grinding_bits: int
+) -> int:
+    """The smallest number of matches out of ``batch`` whose :func:`cut_and_choose_soundness` is at most
+    ``alpha``; ``batch + 1`` when there is none (the batch is too small for that grinding budget)."""
+    alpha = _as_fraction(alpha)
+    low = min_matches(batch, p0, alpha)  # never below the plain binomial threshold
+    if low > batch:
+        return batch + 1
+    hi = batch + 1
+    while low < hi:  # soundness is monotone (non-increasing) in the threshold
+        mid = (low + hi) // 2
+        if (
+            mid <= batch
+            and cut_and_choose_soundness(mid, batch, p0, total=total, opened=opened, grinding_bits=grinding_bits)
+            <= alpha
+        ):
+            hi = mid
+        else:
+            low = mid + 1
+    return low

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from typing import Any
 
 import numpy as np
 
+from ..errors import UsageError
 from .base import Answers, Oracle
 
 
@@ -18,6 +20,8 @@ class LocalModelOracle(Oracle):
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], device: str | None = None) -> "LocalModelOracle":
+        if importlib.util.find_spec("torch") is None or importlib.util.find_spec("safetensors") is None:
+            raise UsageError("querying a model file needs torch: pip install 'wmproof[ml]'")
         from ..engine.device import resolve_device
         from ..engine.models import load_model
 

@@ -32,6 +32,7 @@ KIND_NOUNS = {
     "marking-key": "marking key",
     "verification-key": "verification key",
     "timestamp-record": "timestamp record",
+    "ownership-proof": "ownership proof",
 }
 
 

@@ -1,17 +1,21 @@
-"""KeyGen (Adi et al. 2018, section 4): the marking key (secret) and the verification key (public).
+"""KeyGen (Adi et al. 2018, section 4, with the cut-and-choose of section 4.1 / appendix A.1).
 
 KeyGen draws a secret 32-byte master seed and derives item i's seed as
 ``tagged_hash("wmproof/v1/item-seed", master_seed, u64be(i))``; the scheme turns each seed into a trigger
-item (an input and a label). Each item is committed to under a fresh 32-byte salt,
-``commit("wmproof/v1/commit/trigger-item", canonical(item record))``, and the commitments, in item order,
-are the leaves of an RFC 6962 Merkle tree. The verification key is a signed statement of everything a
-verifier needs and nothing secret: protocol, scheme and parameters, number of classes, input shape, number
-of items, the Merkle root, the significance level and the minimum number of matches it implies, and the
-creation time, signed by the owner's Ed25519 key. The marking key holds the master seed, the items and their
-salts, and the identifier of its verification key.
+item (an input and a label). It makes **2N** items, commits to each under a fresh 32-byte salt
+(``commit("wmproof/v1/commit/trigger-item", canonical(item record))``) and builds an RFC 6962 Merkle tree
+over the 2N commitments in index order. A Fiat-Shamir challenge over everything the verifier checks
+(:mod:`.challenge`) selects N items to **open** in the verification key: anyone can check that each opens
+its commitment and is what the public generator makes from its seed, so an owner who slipped in crafted
+items is caught with probability at least 1 - 2^-k for k of them. The other N items are **kept**: the
+marking key holds them (with their salts and the master seed), the model is marked with them, and they are
+cut into batches of B, each of which one public proof opens (:mod:`.proofs`).
 
-Binding the decision rule (alpha, min_matches) into the signed key means the owner commits to how the
-evidence will be judged before any suspect model is seen.
+The verification key is a signed statement of everything a verifier needs and nothing secret: protocol,
+scheme and parameters, task, counts, the Merkle root, the opened items, the kept items' commitments, the
+significance level and the thresholds it implies (over all N kept items for a judge; per batch of B for a
+public proof), and the creation time. Binding the decision rule into the signed key means the owner commits
+to how the evidence will be judged before any suspect model is seen.
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ from ..crypto.tags import COMMIT_TRIGGER_ITEM, ITEM_SEED
 from ..errors import MalformedInput, UsageError
 from ..fileio import write_file
 from ..schemes import KeyGenContext, TriggerItem, get_scheme
-from ..stats import min_matches
+from ..stats import cut_and_choose_threshold, min_matches
+from .challenge import GRINDING_BITS, challenge_transcript, opened_indices, proof_batches
 from .files import crypto_errors_for, open_sealed, read_container
 from .identity import Identity
 
@@ -119,26 +124,60 @@ def commitment_message(item: TriggerItem) -> bytes:
 # ----------------------------------------------------------------------------------- verification key
 
 
+def proof_threshold(scheme_name: str, num_classes: int, batch_size: int, items: int, alpha: Fraction) -> int:
+    """Matches needed out of one batch for a public proof.
+
+    For a seed-derived scheme every opened batch item is regenerated from its seed by the checker, so a
+    crafted item cannot pass and the plain binomial threshold holds. Otherwise, crafted items are caught only
+    by the cut-and-choose, and the threshold is sized so that the soundness bound of
+    :func:`wmproof.stats.cut_and_choose_soundness` (forged items that escape the opening, all in this batch,
+    with 2^64 offline retries of the challenge) stays below alpha (checklist rule 2).
+    """
+    scheme = get_scheme(scheme_name)
+    p0 = scheme.null_match_probability(num_classes)
+    if scheme.seed_derived:
+        return min_matches(batch_size, p0, alpha)
+    return cut_and_choose_threshold(batch_size, p0, alpha, total=2 * items, opened=items, grinding_bits=GRINDING_BITS)
+
+
 @dataclass(frozen=True)
 class VerificationKey:
-    """A parsed, signature-checked verification key."""
+    """A parsed, signature-checked verification key whose opened half has been checked."""
 
     scheme: str
     params: dict[str, Any]
     num_classes: int
     input_shape: tuple[int, int, int]
-    items: int
+    items: int  # N: kept (embedded) items; 2N were committed
+    batch_size: int
     merkle_root: bytes
     alpha: Fraction
-    min_matches: int
+    min_matches: int  # over all N kept items (private verification)
+    proof_min_matches: int  # over one batch (a public proof)
+    grinding_bits: int
     created_at: int
-    owner: VerifyKey
-    key_id: bytes  # tagged_hash over the signed container's header and statement (not the signature)
-    raw: bytes = field(repr=False)
+    opened: tuple[TriggerItem, ...] = field(repr=False, compare=False)  # equal keys have equal raw bytes
+    sealed: dict[int, bytes] = field(repr=False, compare=False)  # kept index -> commitment
+    leaves: tuple[bytes, ...] = field(repr=False, compare=False)  # all 2N commitments, in index order
+    owner: VerifyKey = field(repr=False)
+    key_id: bytes = b""  # tagged_hash over the signed container's header and statement (not the signature)
+    raw: bytes = field(default=b"", repr=False)
 
     @property
     def p0(self) -> Fraction:
         return get_scheme(self.scheme).null_match_probability(self.num_classes)
+
+    @property
+    def committed(self) -> int:
+        return 2 * self.items
+
+    @property
+    def kept_indices(self) -> list[int]:
+        return sorted(self.sealed)
+
+    @property
+    def batches(self) -> list[list[int]]:
+        return proof_batches(self.kept_indices, self.batch_size)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -149,9 +188,13 @@ class VerificationKey:
             "num_classes": self.num_classes,
             "input_shape": list(self.input_shape),
             "items": self.items,
+            "committed": self.committed,
+            "batch_size": self.batch_size,
+            "proofs": len(self.batches),
             "merkle_root": self.merkle_root.hex(),
             "alpha": str(self.alpha),
             "min_matches": self.min_matches,
+            "proof_min_matches": self.proof_min_matches,
             "created_at": self.created_at,
             "owner_public_key": bytes(self.owner).hex(),
             "owner_fingerprint": self.owner.fingerprint,
@@ -165,14 +208,26 @@ VK_FIELDS = {
     "num_classes",
     "input_shape",
     "items",
+    "batch_size",
     "merkle_root",
     "alpha",
     "min_matches",
+    "proof_min_matches",
+    "grinding_bits",
     "created_at",
+    "opened",
+    "sealed",
 }
 
 
+def _is_uint(value: Any) -> bool:
+    return type(value) is int and 0 <= value < (1 << 63)
+
+
 def parse_verification_key(data: bytes, where: str = "verification key") -> VerificationKey:
+    """Parse and check a verification key: its signature, every field, the thresholds, the challenge, every
+    opened item (its commitment, and for seed-derived schemes that it is what the generator makes from its
+    seed), and that opened and sealed commitments rebuild the Merkle root."""
     with crypto_errors_for(where, "the verification key"):
         doc = open_signed_container(data)
     if doc.kind != VK_KIND:
@@ -192,14 +247,24 @@ def parse_verification_key(data: bytes, where: str = "verification key") -> Veri
         and all(type(v) is int and v > 0 for v in s["input_shape"])
         and type(s["items"]) is int
         and 1 <= s["items"] <= MAX_ITEMS
+        and type(s["batch_size"]) is int
+        and 1 <= s["batch_size"] <= s["items"]
+        and s["items"] % s["batch_size"] == 0
         and isinstance(s["merkle_root"], bytes)
         and len(s["merkle_root"]) == 32
         and isinstance(s["alpha"], list)
         and len(s["alpha"]) == 2
         and all(type(v) is int and v > 0 for v in s["alpha"])
         and s["alpha"][0] < s["alpha"][1]
-        and type(s["min_matches"]) is int
-        and type(s["created_at"]) is int
+        and _is_uint(s["min_matches"])
+        and _is_uint(s["proof_min_matches"])
+        and s["grinding_bits"] == GRINDING_BITS
+        and _is_uint(s["created_at"])
+        and isinstance(s["opened"], list)
+        and len(s["opened"]) == s["items"]
+        and isinstance(s["sealed"], list)
+        and len(s["sealed"]) == s["items"]
+        and all(isinstance(c, bytes) and len(c) == 32 for c in s["sealed"])
     )
     if not ok:
         raise MalformedInput(f"{where}: malformed verification key fields")
@@ -209,25 +274,82 @@ def parse_verification_key(data: bytes, where: str = "verification key") -> Veri
     alpha = Fraction(*s["alpha"])
     if [alpha.numerator, alpha.denominator] != s["alpha"]:
         raise MalformedInput(f"{where}: alpha is not in lowest terms")
-    expected = min_matches(s["items"], scheme.null_match_probability(s["num_classes"]), alpha)
+    n, b = s["items"], s["batch_size"]
+    expected = min_matches(n, scheme.null_match_probability(s["num_classes"]), alpha)
     if s["min_matches"] != expected:
         raise MalformedInput(
             f"{where}: min_matches {s['min_matches']} does not follow from n, p0 and alpha ({expected})"
         )
+    expected = proof_threshold(s["scheme"], s["num_classes"], b, n, alpha)
+    if s["proof_min_matches"] != expected:
+        raise MalformedInput(
+            f"{where}: proof_min_matches {s['proof_min_matches']} does not follow from the batch size ({expected})"
+        )
+    transcript = challenge_transcript(
+        owner=bytes(doc.signer),
+        scheme=s["scheme"],
+        params=s["params"],
+        num_classes=s["num_classes"],
+        input_shape=s["input_shape"],
+        committed=2 * n,
+        items=n,
+        batch_size=b,
+        merkle_root=s["merkle_root"],
+        alpha=alpha,
+        min_matches=s["min_matches"],
+        proof_min_matches=s["proof_min_matches"],
+        grinding_bits=s["grinding_bits"],
+        created_at=s["created_at"],
+    )
+    chosen = opened_indices(transcript, 2 * n, n)
+    leaves: list[bytes | None] = [None] * (2 * n)
+    opened = []
+    for position, (index, entry) in enumerate(zip(chosen, s["opened"], strict=True)):
+        what = f"{where}: opened item {position}"
+        if not isinstance(entry, dict) or not _is_salt(entry.get("salt")):
+            raise MalformedInput(f"{what} has no valid salt")
+        item = item_from_record({k: v for k, v in entry.items() if k != "salt"}, what)
+        if item.index != index:
+            raise MalformedInput(f"{what} is item {item.index}, but the challenge opens item {index}")
+        if tuple(item.input.shape) != tuple(s["input_shape"]) or not 0 <= item.label < s["num_classes"]:
+            raise MalformedInput(f"{what} does not fit the key's task")
+        if scheme.seed_derived and (
+            item.seed is None or not scheme.check_item(item, s["num_classes"], tuple(s["input_shape"]), s["params"])
+        ):
+            raise MalformedInput(
+                f"{what} (index {index}) is not what the generator makes from its seed: a crafted item"
+            )
+        leaves[index] = commit(COMMIT_TRIGGER_ITEM, commitment_message(item), salt=entry["salt"])[0]
+        opened.append(item)
+    kept = [i for i in range(2 * n) if leaves[i] is None]
+    for index, commitment in zip(kept, s["sealed"], strict=True):
+        leaves[index] = commitment
+    if MerkleTree(leaves).root != s["merkle_root"]:  # type: ignore[arg-type]
+        raise MalformedInput(f"{where}: the opened items and sealed commitments do not rebuild the Merkle root")
     return VerificationKey(
         scheme=s["scheme"],
         params=s["params"],
         num_classes=s["num_classes"],
         input_shape=tuple(s["input_shape"]),
-        items=s["items"],
+        items=n,
+        batch_size=b,
         merkle_root=s["merkle_root"],
         alpha=alpha,
         min_matches=s["min_matches"],
+        proof_min_matches=s["proof_min_matches"],
+        grinding_bits=s["grinding_bits"],
         created_at=s["created_at"],
+        opened=tuple(opened),
+        sealed=dict(zip(kept, s["sealed"], strict=True)),
+        leaves=tuple(leaves),  # type: ignore[arg-type]
         owner=doc.signer,
         key_id=doc.digest,
         raw=data,
     )
+
+
+def _is_salt(value: Any) -> bool:
+    return isinstance(value, bytes) and len(value) == 32
 
 
 def load_verification_key(path: str | os.PathLike[str]) -> VerificationKey:
@@ -240,7 +362,8 @@ def load_verification_key(path: str | os.PathLike[str]) -> VerificationKey:
 
 @dataclass(frozen=True, repr=False)
 class MarkingKey:
-    """The secret half. Its repr names the key, never its seed, items or salts."""
+    """The secret half: the kept items, their salts, the master seed, and which proof batches are spent.
+    Its repr names the key, never its seed, items or salts."""
 
     verification_key_id: bytes
     scheme: str
@@ -248,8 +371,9 @@ class MarkingKey:
     num_classes: int
     input_shape: tuple[int, int, int]
     master_seed: bytes
-    items: list[TriggerItem]
+    items: list[TriggerItem]  # the kept items, ascending index (their indices run over [0, 2N))
     salts: list[bytes]
+    spent: tuple[int, ...] = ()  # proof batches already opened by `wmproof prove`
 
     def __repr__(self) -> str:
         return (
@@ -272,6 +396,7 @@ class MarkingKey:
             "input_shape": list(self.input_shape),
             "master_seed": self.master_seed,
             "items": [{**item_record(item), "salt": salt} for item, salt in zip(self.items, self.salts, strict=True)],
+            "spent": list(self.spent),
         }
 
     def to_bytes(self, passphrase: bytes | None, kdf: KdfParams = DEFAULT_KDF) -> bytes:
@@ -294,6 +419,7 @@ MK_FIELDS = {
     "input_shape",
     "master_seed",
     "items",
+    "spent",
 }
 
 
@@ -314,13 +440,16 @@ def load_marking_key(path: str | os.PathLike[str], passphrase: PassphraseSource)
         and len(c["input_shape"]) == 3
         and isinstance(c["items"], list)
         and 1 <= len(c["items"]) <= MAX_ITEMS
+        and isinstance(c["spent"], list)
+        and all(_is_uint(j) for j in c["spent"])
+        and c["spent"] == sorted(set(c["spent"]))
     ):
         raise MalformedInput(f"{path}: malformed marking key fields")
     if opened.header.get("verification_key_id") != c["verification_key_id"]:
         raise MalformedInput(f"{path}: header and contents name different verification keys")
     items, salts = [], []
     for position, entry in enumerate(c["items"]):
-        if not isinstance(entry, dict) or not isinstance(entry.get("salt"), bytes) or len(entry["salt"]) != 32:
+        if not isinstance(entry, dict) or not _is_salt(entry.get("salt")):
             raise MalformedInput(f"{path}: item {position} has no valid salt")
         record = {k: v for k, v in entry.items() if k != "salt"}
         items.append(item_from_record(record, f"{path}: item {position}"))
@@ -334,6 +463,7 @@ def load_marking_key(path: str | os.PathLike[str], passphrase: PassphraseSource)
         master_seed=c["master_seed"],
         items=items,
         salts=salts,
+        spent=tuple(c["spent"]),
     )
 
 
@@ -362,13 +492,16 @@ def keygen(
     items: int,
     num_classes: int,
     input_shape: tuple[int, int, int],
+    batch_size: int | None = None,
     params: dict[str, Any] | None = None,
     alpha: Fraction = DEFAULT_ALPHA,
     context: KeyGenContext | None = None,
     created_at: int | None = None,
     entropy: Callable[[int], bytes] = os.urandom,
 ) -> tuple[MarkingKey, VerificationKey]:
-    """Generate a committed key pair for ``scheme_name``, signed by ``identity``.
+    """Generate a committed key pair for ``scheme_name``, signed by ``identity``: 2 x ``items`` committed,
+    half opened by the challenge, ``items`` kept in batches of ``batch_size`` (default: all in one batch,
+    one public proof).
 
     ``entropy`` supplies the master seed and the salts; leave it alone. It exists so that the known-answer
     vectors in ``docs/vectors/keys.json`` can be reproduced by an independent implementation.
@@ -377,25 +510,49 @@ def keygen(
     params = scheme.validate_params(params or {})
     if not 1 <= items <= MAX_ITEMS:
         raise UsageError(f"--items must lie in [1, {MAX_ITEMS}]")
+    batch_size = items if batch_size is None else batch_size
+    if not 1 <= batch_size <= items or items % batch_size:
+        raise UsageError(f"--proof-items {batch_size} must divide --items {items}")
     if num_classes < 2:
         raise UsageError("a classifier has at least 2 classes")
     if not 0 < alpha < 1:
         raise UsageError("alpha lies strictly between 0 and 1")
     p0 = scheme.null_match_probability(num_classes)
     threshold = min_matches(items, p0, alpha)
-    if threshold > items:
+    proof_matches = proof_threshold(scheme.name, num_classes, batch_size, items, alpha)
+    if threshold > items or proof_matches > batch_size:
         raise UsageError(
-            f"with {items} items and {num_classes} classes no outcome is significant at alpha = {float(alpha):.3g}: "
-            "use more items or a larger alpha"
+            f"with {items} items, proofs of {batch_size} and {num_classes} classes no outcome is significant at "
+            f"alpha = {float(alpha):.3g}: use more items (per proof) or a larger alpha"
         )
     context = context or KeyGenContext(num_classes=num_classes, input_shape=input_shape, params=params)
     master_seed = entropy(32)
-    generated = scheme.generate_items([(i, item_seed(master_seed, i)) for i in range(items)], context)
+    committed = 2 * items
+    generated = scheme.generate_items([(i, item_seed(master_seed, i)) for i in range(committed)], context)
     salts, commitments = [], []
     for item in generated:
         c, salt = commit(COMMIT_TRIGGER_ITEM, commitment_message(item), salt=entropy(32))
         commitments.append(c)
         salts.append(salt)
+    root = MerkleTree(commitments).root
+    created = int(time.time()) if created_at is None else created_at
+    transcript = challenge_transcript(
+        owner=bytes(identity.signing_key.verify_key),
+        scheme=scheme.name,
+        params=params,
+        num_classes=num_classes,
+        input_shape=list(input_shape),
+        committed=committed,
+        items=items,
+        batch_size=batch_size,
+        merkle_root=root,
+        alpha=alpha,
+        min_matches=threshold,
+        proof_min_matches=proof_matches,
+        grinding_bits=GRINDING_BITS,
+        created_at=created,
+    )
+    opened = set(opened_indices(transcript, committed, items))
     statement = {
         "protocol": PROTOCOL,
         "scheme": scheme.name,
@@ -403,12 +560,18 @@ def keygen(
         "num_classes": num_classes,
         "input_shape": list(input_shape),
         "items": items,
-        "merkle_root": MerkleTree(commitments).root,
+        "batch_size": batch_size,
+        "merkle_root": root,
         "alpha": [alpha.numerator, alpha.denominator],
         "min_matches": threshold,
-        "created_at": int(time.time()) if created_at is None else created_at,
+        "proof_min_matches": proof_matches,
+        "grinding_bits": GRINDING_BITS,
+        "created_at": created,
+        "opened": [{**item_record(generated[i]), "salt": salts[i]} for i in sorted(opened)],
+        "sealed": [commitments[i] for i in range(committed) if i not in opened],
     }
     vk = parse_verification_key(sign_container(VK_KIND, VERSION, statement, identity.signing_key))
+    kept = [i for i in range(committed) if i not in opened]
     mk = MarkingKey(
         verification_key_id=vk.key_id,
         scheme=scheme.name,
@@ -416,16 +579,17 @@ def keygen(
         num_classes=num_classes,
         input_shape=tuple(input_shape),
         master_seed=master_seed,
-        items=generated,
-        salts=salts,
+        items=[generated[i] for i in kept],
+        salts=[salts[i] for i in kept],
     )
     return mk, vk
 
 
 def check_marking_key(mk: MarkingKey, vk: VerificationKey, mk_name: str = "marking key") -> None:
-    """The judge's checks (section 4): the marking key belongs to the verification key, every item opens
-    its commitment under the signed Merkle root, and (for seed-derived schemes) every item is what the
-    public generator makes from its seed. Raises ``MalformedInput`` or ``UsageError``."""
+    """The judge's checks (section 4): the marking key belongs to the verification key, holds exactly the
+    kept items, each opens the commitment the verification key seals for its index, and (for seed-derived
+    schemes) each is what the public generator makes from its seed, derived from the master seed. Raises
+    ``MalformedInput`` or ``UsageError``."""
     if mk.verification_key_id != vk.key_id:
         raise UsageError(
             f"{mk_name} belongs to another verification key ({mk.verification_key_id.hex()[:16]}, "
@@ -438,16 +602,16 @@ def check_marking_key(mk: MarkingKey, vk: VerificationKey, mk_name: str = "marki
         tuple(vk.input_shape),
     ):
         raise MalformedInput(f"{mk_name}: scheme, parameters or task differ from the verification key's")
-    if len(mk.items) != vk.items:
-        raise MalformedInput(f"{mk_name} holds {len(mk.items)} items, the verification key commits to {vk.items}")
-    for position, item in enumerate(mk.items):
-        if item.index != position:
-            raise MalformedInput(f"{mk_name}: item at position {position} claims index {item.index}")
+    if [item.index for item in mk.items] != vk.kept_indices:
+        raise MalformedInput(f"{mk_name} does not hold exactly the items the verification key keeps sealed")
+    if any(j >= len(vk.batches) for j in mk.spent):
+        raise MalformedInput(f"{mk_name} marks a proof batch spent that the key does not have")
+    for item in mk.items:
         if item.input.shape != tuple(vk.input_shape) or not 0 <= item.label < vk.num_classes:
-            raise MalformedInput(f"{mk_name}: item {position} does not fit the key's task")
-    commitments = mk.commitments()
-    if MerkleTree(commitments).root != vk.merkle_root:
-        raise MalformedInput(f"{mk_name} does not open the verification key's Merkle root")
+            raise MalformedInput(f"{mk_name}: item {item.index} does not fit the key's task")
+    for item, commitment in zip(mk.items, mk.commitments(), strict=True):
+        if vk.sealed[item.index] != commitment:
+            raise MalformedInput(f"{mk_name}: item {item.index} does not open the verification key's commitment")
     scheme = get_scheme(vk.scheme)
     if scheme.seed_derived:
         for item in mk.items:

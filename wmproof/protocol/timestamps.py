@@ -19,9 +19,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..chain import Registration, RegistryClient
 from ..crypto import (
     CryptoError,
     MerkleTree,
@@ -37,6 +36,9 @@ from ..errors import ChainUnavailable, MalformedInput, UsageError
 from ..fileio import write_file
 from .files import read_container
 from .keys import PROTOCOL, VerificationKey
+
+if TYPE_CHECKING:  # the chain (web3) is needed to talk to a chain, not to read records or format times
+    from ..chain import Registration, RegistryClient
 
 RECORD_KIND = "timestamp-record"
 RECORD_VERSION = 1

@@ -1,0 +1,192 @@
+"""``wmproof prove`` and ``wmproof check``: public ownership proofs that anyone can check.
+
+``check`` needs no secret, and without ``--model`` no torch: the proof's signatures, openings, Merkle paths
+and items are checked with the crypto core and numpy alone (``pip install wmproof``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from wmproof.errors import ExitCode
+from wmproof.stats import format_probability
+
+from .chain_cmd import (
+    ChainIdOption,
+    ConfirmationsOption,
+    NoTimestampOption,
+    RecordOption,
+    RegistryOption,
+    RpcUrlOption,
+    embedded_warning,
+    key_timestamp,
+    print_timestamp,
+)
+from .common import (
+    DeviceOption,
+    JsonOption,
+    OverwriteOption,
+    PassphraseFileOption,
+    check_outputs,
+    emit,
+    handle_errors,
+    note,
+    passphrase_to_read,
+    stdout,
+)
+
+
+@handle_errors
+def prove_command(
+    key: Annotated[Path, typer.Option("--key", "-k", help="Your marking key (its spent batches are updated).")],
+    vk: Annotated[Path, typer.Option("--vk", help="Your verification key.")],
+    identity: Annotated[Path, typer.Option("--identity", "-i", help="Your identity (it signs the proof).")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="The suspect model file the proof is about.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the proof (public).")],
+    batch: Annotated[
+        int | None, typer.Option("--batch", help="Which proof batch to open (default: the next unspent one).", min=0)
+    ] = None,
+    passphrase_file: PassphraseFileOption = None,
+    identity_passphrase_file: Annotated[
+        Path | None,
+        typer.Option("--identity-passphrase-file", help="Passphrase of the identity, from a file.", show_default=False),
+    ] = None,
+    overwrite: OverwriteOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Make a public ownership proof about a suspect model: open the next unspent batch of your key.
+
+    The proof holds your verification key, the batch's items with their openings and Merkle paths, the
+    suspect's SHA-256 and the date, signed by your identity. Anyone can check it with `wmproof check`. Each
+    batch is opened once: the marking key records it as spent (it is rewritten first, so that a batch is
+    never opened twice even if writing the proof fails).
+
+    Example:
+
+        wmproof prove -k key.wmk --vk key.wvk -i alice.wid -m suspect.safetensors -o suspect.wpf
+    """
+    from wmproof.protocol import load_identity, load_marking_key, load_verification_key, save_marking_key
+    from wmproof.protocol.proofs import make_proof, model_file_suspect, save_proof
+
+    check_outputs(out, overwrite=overwrite)
+    verification_key = load_verification_key(vk)
+    asked: list[bytes] = []
+    source = passphrase_to_read(passphrase_file, str(key))
+
+    def remembered() -> bytes:  # the marking key is re-sealed under the passphrase it was opened with
+        asked.append(source())
+        return asked[-1]
+
+    marking_key = load_marking_key(key, remembered)
+    owner = load_identity(identity, passphrase_to_read(identity_passphrase_file, str(identity)))
+    proof, spent = make_proof(marking_key, verification_key, owner, model_file_suspect(model), batch=batch)
+    save_marking_key(spent, key, asked[-1] if asked else None, overwrite=True)
+    save_proof(proof, out, overwrite=overwrite)
+    opened = sorted(set(spent.spent) - set(marking_key.spent))[0]
+    left = len(verification_key.batches) - len(spent.spent)
+    data = {"proof": str(out), "batch": opened, "batches_left": left, "bytes": len(proof)}
+
+    def human() -> None:
+        stdout.print(f"proof        {out}  ({len(proof):,} bytes)")
+        stdout.print(
+            f"batch        {opened} of {len(verification_key.batches)} ({verification_key.batch_size} items, "
+            f"verified when >= {verification_key.proof_min_matches} match); {left} left"
+        )
+
+    emit(data, as_json, human)
+    if left == 0:
+        note("that was the key's last proof batch")
+
+
+@handle_errors
+def check_command(
+    proof: Annotated[Path, typer.Argument(help="The ownership proof (.wpf) to check.")],
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="The suspect model file; without it only the proof itself is checked.",
+            show_default=False,
+        ),
+    ] = None,
+    earlier: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--earlier",
+            help="An earlier proof of the same key you know of (repeatable): a batch it opened is spent.",
+            show_default=False,
+        ),
+    ] = None,
+    device: DeviceOption = "auto",
+    record: RecordOption = None,
+    no_timestamp: NoTimestampOption = False,
+    rpc_url: RpcUrlOption = None,
+    registry: RegistryOption = None,
+    chain_id: ChainIdOption = None,
+    confirmations: ConfirmationsOption = 1,
+    as_json: JsonOption = False,
+) -> None:
+    """Check a public ownership proof: no secret needed, and no torch unless --model is given.
+
+    Checks the owner's signatures, the verification key's opened half, that the proof opens exactly its
+    batch (commitments and Merkle paths), that each item is what the public generator makes from its seed,
+    and that no --earlier proof opened the same batch. With --model (the file the proof names), queries it
+    on the items and applies the key's per-proof threshold. Then reports the key's timestamp.
+    Exit code 0: verified (or, without --model, a valid proof); 1: not verified; 2-5: could not check.
+
+    Examples:
+
+        wmproof check suspect.wpf
+
+        wmproof check suspect.wpf --model suspect.safetensors --earlier last-year.wpf
+    """
+    from wmproof.protocol.proofs import check_not_reused, evaluate_proof, load_proof
+    from wmproof.protocol.timestamps import format_time
+
+    parsed = load_proof(proof)
+    earlier = earlier or []
+    check_not_reused(parsed, [load_proof(p) for p in earlier], [str(p) for p in earlier])
+    report = None
+    if model is not None:
+        from wmproof.oracles.local import LocalModelOracle
+
+        report = evaluate_proof(parsed, LocalModelOracle.from_file(model, device), str(model))
+    timestamp, found = key_timestamp(
+        parsed.verification_key, record, no_timestamp, rpc_url, registry, chain_id, confirmations
+    )
+    data: dict[str, Any] = (
+        report.as_dict()
+        if report is not None
+        else {"verdict": "valid-not-evaluated", "mode": "public", "proof": parsed.summary()}
+    )
+    data["timestamp"] = timestamp
+
+    def human() -> None:
+        p = parsed.summary()
+        if report is None:
+            stdout.print(
+                "proof        [bold green]VALID[/] (not evaluated: give --model to query the suspect)", markup=True
+            )
+        else:
+            t = report.test
+            verdict = "[bold green]VERIFIED[/]" if report.verified else "[bold red]NOT VERIFIED[/]"
+            stdout.print(f"verdict      {verdict}", markup=True)
+            stdout.print(
+                f"matches      {t.matches} of {t.n} items of batch {p['batch']} (needed >= {p['min_matches']})"
+            )
+            stdout.print(f"p-value      {format_probability(t.p_value)}  (exact one-sided binomial, p0 = {t.p0})")
+        stdout.print(f"key          {p['key_id'][:16]}  ({p['scheme']}, owner {p['owner_fingerprint']})")
+        stdout.print(f"suspect      sha256 {p['suspect']['sha256']}")
+        stdout.print(f"batch        {p['batch']} of {p['batches']}, proof made {format_time(p['created_at'])}")
+        if found is not None:
+            print_timestamp(found)
+
+    emit(data, as_json, human)
+    if found is not None:
+        embedded_warning(found.embedded)
+    if report is not None and not report.verified:
+        raise typer.Exit(int(ExitCode.REJECTED))

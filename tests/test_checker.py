@@ -1,0 +1,51 @@
+"""A third party checks a proof with the base install only (`pip install wmproof`, alias `wmproof[check]`):
+no torch, no web3, in a fresh virtual environment. Issue 5, "a checker without torch"."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "tests" / "vectors"
+
+
+@pytest.fixture(scope="module")
+def checker_venv(tmp_path_factory) -> Path:
+    venv = tmp_path_factory.mktemp("checker") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    install = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", f"{ROOT}[check]"],
+        capture_output=True,
+        text=True,
+    )
+    assert install.returncode == 0, install.stderr[-2000:]
+    return venv
+
+
+@pytest.mark.slow
+def test_a_proof_is_checked_without_torch_or_web3(checker_venv, trained):
+    python = str(checker_venv / "bin" / "python")
+    for module in ("torch", "web3", "safetensors"):
+        missing = subprocess.run([python, "-c", f"import {module}"], capture_output=True)
+        assert missing.returncode != 0, f"{module} is installed in the checker's environment"
+    wmproof = str(checker_venv / "bin" / "wmproof")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(checker_venv), "WMPROOF_HOME": str(checker_venv / "home")}
+
+    def check(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([wmproof, "check", *args], capture_output=True, text=True, env=env)
+
+    valid = check(str(CORPUS / "valid.wpf"), "--json")
+    assert valid.returncode == 0, valid.stderr
+    report = json.loads(valid.stdout)
+    assert report["verdict"] == "valid-not-evaluated" and report["proof"]["items"] == 4
+    assert report["timestamp"]["status"] == "unavailable" and "wmproof[chain]" in report["timestamp"]["reason"]
+    tampered = check(str(CORPUS / "crafted-kept-item.wpf"), "--no-timestamp")
+    assert tampered.returncode == 3 and "not what the generator makes" in tampered.stderr
+    needs_torch = check(str(CORPUS / "valid.wpf"), "--model", str(trained["marked"]), "--no-timestamp")
+    assert needs_torch.returncode == 2 and "wmproof[ml]" in needs_torch.stderr
+    assert needs_torch.stderr.count("\n") == 1  # one line, no traceback

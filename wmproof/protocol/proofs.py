@@ -1,0 +1,286 @@
+"""Public ownership proofs (Adi et al. 2018, section 4.1 "public verification", a bounded number of times).
+
+The kept half of a key is cut into batches at KeyGen (:mod:`.challenge`). A proof opens the next unused
+batch for one named suspect and is signed by the owner; anyone can check it with no secret and no torch:
+
+* the proof's signature is the key owner's, and the embedded verification key is valid (its own signature,
+  its opened half, its thresholds);
+* the proof opens exactly the batch it names, in order; each item opens the commitment the key seals for
+  its index, and its Merkle inclusion path leads to the key's root;
+* each item is what the public generator makes from its seed (seed-derived schemes), so a crafted item
+  cannot pass;
+* no earlier proof the checker knows of opened the same batch (a spent batch is public: a thief could
+  have trained on it since);
+* then, given the suspect, the matches on the batch are tested against the key's per-proof threshold.
+
+The marking key records spent batches; `prove` refuses to open one twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..crypto import CryptoError, MerkleTree, commit, open_signed_container, sign_container, verify_inclusion
+from ..crypto.tags import COMMIT_TRIGGER_ITEM
+from ..errors import FileAccessError, MalformedInput, UsageError
+from ..fileio import write_file
+from ..oracles import Oracle
+from ..schemes import TriggerItem, get_scheme, stack_inputs
+from ..stats import BinomialTest, binomial_test
+from .files import crypto_errors_for, read_container
+from .identity import Identity
+from .keys import (
+    PROTOCOL,
+    MarkingKey,
+    VerificationKey,
+    check_marking_key,
+    commitment_message,
+    item_from_record,
+    item_record,
+    parse_verification_key,
+)
+from .verify import check_task_fits
+
+PROOF_KIND = "ownership-proof"
+PROOF_VERSION = 1
+PROOF_FIELDS = {"protocol", "verification_key", "batch", "suspect", "created_at", "openings"}
+
+
+def model_file_suspect(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Name a suspect model file by the SHA-256 of its bytes (what ``sha256sum`` prints). Needs no torch."""
+    try:
+        with open(path, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+    except FileNotFoundError:
+        raise FileAccessError(f"file not found: {path} (expected a model file)") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory, not a model file") from None
+    except OSError as exc:
+        raise FileAccessError(f"cannot read {path}: {exc.strerror}") from None
+    return {"kind": "model-file", "sha256": digest}
+
+
+def _check_suspect(suspect: Any, where: str) -> dict[str, Any]:
+    if (
+        isinstance(suspect, dict)
+        and set(suspect) == {"kind", "sha256"}
+        and suspect["kind"] == "model-file"
+        and isinstance(suspect["sha256"], str)
+        and len(suspect["sha256"]) == 64
+        and all(c in "0123456789abcdef" for c in suspect["sha256"])
+    ):
+        return suspect
+    raise MalformedInput(f"{where}: malformed suspect")
+
+
+@dataclass(frozen=True)
+class OwnershipProof:
+    """A parsed proof whose every cryptographic check has passed (it has not been evaluated yet)."""
+
+    verification_key: VerificationKey
+    batch: int
+    suspect: dict[str, Any]
+    created_at: int
+    items: tuple[TriggerItem, ...] = dataclasses.field(repr=False)
+    proof_id: bytes = b""
+    raw: bytes = dataclasses.field(default=b"", repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        vk = self.verification_key
+        return {
+            "proof_id": self.proof_id.hex(),
+            "key_id": vk.key_id.hex(),
+            "owner_fingerprint": vk.owner.fingerprint,
+            "owner_public_key": bytes(vk.owner).hex(),
+            "scheme": vk.scheme,
+            "batch": self.batch,
+            "batches": len(vk.batches),
+            "items": len(self.items),
+            "min_matches": vk.proof_min_matches,
+            "alpha": str(vk.alpha),
+            "suspect": self.suspect,
+            "created_at": self.created_at,
+        }
+
+
+# ------------------------------------------------------------------------------------------------ prove
+
+
+def make_proof(
+    mk: MarkingKey,
+    vk: VerificationKey,
+    identity: Identity,
+    suspect: dict[str, Any],
+    *,
+    batch: int | None = None,
+    created_at: int | None = None,
+) -> tuple[bytes, MarkingKey]:
+    """Open the next unspent batch (or ``batch``) for ``suspect``; return the signed proof and the marking
+    key with that batch recorded as spent (save it before publishing the proof)."""
+    check_marking_key(mk, vk)
+    if bytes(identity.public_key) != bytes(vk.owner):
+        raise UsageError("the identity is not the key's owner: a proof is signed with the identity that signed the key")
+    batches = vk.batches
+    if batch is None:
+        free = [j for j in range(len(batches)) if j not in mk.spent]
+        if not free:
+            raise UsageError(f"all {len(batches)} proof batches of this key are spent: make a new key")
+        batch = free[0]
+    if not 0 <= batch < len(batches):
+        raise UsageError(f"the key has proof batches 0..{len(batches) - 1}, not {batch}")
+    if batch in mk.spent:
+        raise UsageError(f"proof batch {batch} is already spent: reusing it would reveal nothing new")
+    by_index = {item.index: (item, salt) for item, salt in zip(mk.items, mk.salts, strict=True)}
+    tree = MerkleTree(list(vk.leaves))
+    openings = []
+    for index in batches[batch]:
+        item, salt = by_index[index]
+        openings.append({**item_record(item), "salt": salt, "path": tree.inclusion_proof(index)})
+    statement = {
+        "protocol": PROTOCOL,
+        "verification_key": vk.raw,
+        "batch": batch,
+        "suspect": _check_suspect(suspect, "suspect"),
+        "created_at": int(time.time()) if created_at is None else created_at,
+        "openings": openings,
+    }
+    proof = sign_container(PROOF_KIND, PROOF_VERSION, statement, identity.signing_key)
+    return proof, dataclasses.replace(mk, spent=tuple(sorted({*mk.spent, batch})))
+
+
+def save_proof(proof: bytes, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+    write_file(path, proof, secret=False, overwrite=overwrite)
+
+
+# ------------------------------------------------------------------------------------------------ check
+
+
+def parse_proof(data: bytes, where: str = "proof") -> OwnershipProof:
+    """Check everything a proof claims that needs no suspect. Raises ``MalformedInput``/``UsageError``."""
+    with crypto_errors_for(where, "the proof"):
+        doc = open_signed_container(data)
+    if doc.kind != PROOF_KIND:
+        raise UsageError(f"{where} is not an ownership proof")
+    s = doc.statement
+    if set(s) != PROOF_FIELDS or s["protocol"] != PROTOCOL:
+        raise MalformedInput(f"{where}: unexpected or missing fields in the proof")
+    if not isinstance(s["verification_key"], bytes):
+        raise MalformedInput(f"{where}: malformed verification key")
+    vk = parse_verification_key(s["verification_key"], f"{where}: its verification key")
+    if bytes(doc.signer) != bytes(vk.owner):
+        raise MalformedInput(f"{where} is signed by someone other than the key's owner")
+    batches = vk.batches
+    if type(s["batch"]) is not int or not 0 <= s["batch"] < len(batches):
+        raise MalformedInput(f"{where}: no proof batch {s['batch']!r} in the key")
+    if type(s["created_at"]) is not int or not vk.created_at <= s["created_at"] < (1 << 63):
+        raise MalformedInput(f"{where}: its date is malformed or before the key was made")
+    suspect = _check_suspect(s["suspect"], where)
+    expected = batches[s["batch"]]
+    if not isinstance(s["openings"], list) or len(s["openings"]) != len(expected):
+        raise MalformedInput(f"{where}: batch {s['batch']} has {len(expected)} items")
+    scheme = get_scheme(vk.scheme)
+    items = []
+    for position, (index, entry) in enumerate(zip(expected, s["openings"], strict=True)):
+        what = f"{where}: opening {position}"
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("salt"), bytes)
+            and len(entry["salt"]) == 32
+            and isinstance(entry.get("path"), list)
+        ):
+            raise MalformedInput(f"{what} is malformed")
+        item = item_from_record({k: v for k, v in entry.items() if k not in ("salt", "path")}, what)
+        if item.index != index:
+            raise MalformedInput(f"{what} is item {item.index}, but batch {s['batch']} holds item {index} there")
+        if tuple(item.input.shape) != tuple(vk.input_shape) or not 0 <= item.label < vk.num_classes:
+            raise MalformedInput(f"{what} does not fit the key's task")
+        commitment = commit(COMMIT_TRIGGER_ITEM, commitment_message(item), salt=entry["salt"])[0]
+        if commitment != vk.sealed[index]:
+            raise MalformedInput(f"{what} (item {index}) does not open the key's commitment")
+        try:
+            verify_inclusion(commitment, index, vk.committed, entry["path"], vk.merkle_root)
+        except CryptoError:
+            raise MalformedInput(f"{what} (item {index}): its Merkle path does not lead to the key's root") from None
+        if scheme.seed_derived and (
+            item.seed is None or not scheme.check_item(item, vk.num_classes, vk.input_shape, vk.params)
+        ):
+            raise MalformedInput(f"{what} (item {index}) is not what the generator makes from its seed")
+        items.append(item)
+    return OwnershipProof(
+        verification_key=vk,
+        batch=s["batch"],
+        suspect=suspect,
+        created_at=s["created_at"],
+        items=tuple(items),
+        proof_id=doc.digest,
+        raw=data,
+    )
+
+
+def load_proof(path: str | os.PathLike[str]) -> OwnershipProof:
+    container = read_container(path, PROOF_KIND)
+    return parse_proof(container.prefix + container.body, str(path))
+
+
+def check_not_reused(proof: OwnershipProof, earlier: list[OwnershipProof], names: list[str] | None = None) -> None:
+    """Refuse a proof whose batch an earlier proof of the same key already opened."""
+    for position, other in enumerate(earlier):
+        if (
+            other.proof_id != proof.proof_id
+            and other.verification_key.key_id == proof.verification_key.key_id
+            and other.batch == proof.batch
+        ):
+            name = names[position] if names else f"earlier proof {position}"
+            raise MalformedInput(
+                f"batch {proof.batch} of this key was already opened by {name}: a spent batch proves nothing"
+            )
+
+
+@dataclass(frozen=True)
+class ProofReport:
+    verified: bool
+    test: BinomialTest
+    proof: OwnershipProof
+    oracle: dict[str, Any]
+    answered: list[int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": "verified" if self.verified else "rejected",
+            "mode": "public",
+            "statistics": {**self.test.as_dict(), "min_matches": self.proof.verification_key.proof_min_matches},
+            "proof": self.proof.summary(),
+            "suspect": self.oracle,
+        }
+
+
+def evaluate_proof(proof: OwnershipProof, oracle: Oracle, suspect_name: str = "the suspect") -> ProofReport:
+    """Query the suspect on the proof's items and apply the key's per-proof threshold (docs/protocol.md
+    section 14): verified when at least ``proof_min_matches`` of the batch match."""
+    vk = proof.verification_key
+    described = oracle.describe()
+    if proof.suspect["kind"] == "model-file" and described.get("sha256") != proof.suspect["sha256"]:
+        raise UsageError(
+            f"the proof is about model {proof.suspect['sha256'][:16]}, not {suspect_name} "
+            f"({str(described.get('sha256'))[:16]})"
+        )
+    check_task_fits(vk, oracle, suspect_name)
+    answers = np.asarray(oracle.query(stack_inputs(list(proof.items))).labels)
+    if answers.shape != (len(proof.items),):
+        raise MalformedInput(f"{suspect_name} answered {answers.shape} labels for {len(proof.items)} queries")
+    matches = int(sum(int(a) == item.label for a, item in zip(answers.tolist(), proof.items, strict=True)))
+    test = binomial_test(matches, len(proof.items), vk.p0, vk.alpha)
+    return ProofReport(
+        verified=matches >= vk.proof_min_matches,
+        test=test,
+        proof=proof,
+        oracle=described,
+        answered=[int(a) for a in answers.tolist()],
+    )
