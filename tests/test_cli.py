@@ -235,6 +235,8 @@ def test_train_mark_evaluate_verify_from_the_cli(tmp_path, data_dir):
         "--no-passphrase",
         "--items",
         "40",
+        "--proof-items",
+        "20",
         "--alpha",
         "0.001",
     )
@@ -270,6 +272,15 @@ def test_train_mark_evaluate_verify_from_the_cli(tmp_path, data_dir):
     )
     assert evaluated["trigger_accuracy"] == marked["trigger_accuracy"]
     run("verify", "--key", tmp_path / "k.wmk", "--vk", tmp_path / "k.wvk", "--model", tmp_path / "m.safetensors")
+    # Public proofs: keygen -> mark -> prove -> check, positive on the marked model, negative on the clean one.
+    prove = ["prove", "-k", tmp_path / "k.wmk", "--vk", tmp_path / "k.wvk", "-i", tmp_path / "o.wid"]
+    run(*prove, "-m", tmp_path / "m.safetensors", "-o", tmp_path / "m.wpf")
+    run(*prove, "-m", tmp_path / "c.safetensors", "-o", tmp_path / "c.wpf")
+    assert "spent" in run(*prove, "-m", tmp_path / "c.safetensors", "-o", tmp_path / "x.wpf", code=2).stderr
+    verified = json.loads(run("check", tmp_path / "m.wpf", "-m", tmp_path / "m.safetensors", "--json").stdout)
+    assert verified["verdict"] == "verified" and verified["proof"]["batch"] == 0
+    rejected = json.loads(run("check", tmp_path / "c.wpf", "-m", tmp_path / "c.safetensors", "--json", code=1).stdout)
+    assert rejected["verdict"] == "rejected" and rejected["proof"]["batch"] == 1
     run(
         "mark",
         "--key",

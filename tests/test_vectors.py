@@ -122,6 +122,7 @@ def test_keygen_and_key_files():
         identity,
         "adi-backdoor",
         items=keygen_case["items"],
+        batch_size=keygen_case["batch_size"],
         num_classes=keygen_case["num_classes"],
         input_shape=tuple(keygen_case["input_shape"]),
         alpha=Fraction(*keygen_case["alpha"]),
@@ -171,6 +172,44 @@ def test_timestamps():
     assert record.to_bytes().hex() == record_case["file"]
     assert (record.key_id, record.anchor, record.batch.root.hex()) == (key_id, by_hand, batch_case["root"])
     assert record.timestamp == record_case["fields"]["timestamp"] and record.chain_id == 31337
+
+
+def test_challenge_and_proof():
+    """The challenge recomputed from the key's fields by hand (docs/protocol.md 14.1-14.2): the transcript,
+    then a partial Fisher-Yates shuffle of [0, 2N) drawing with below()."""
+    from wmproof.crypto import Transcript
+    from wmproof.protocol.proofs import parse_proof
+
+    challenge_case, proof_case = cases("proofs.json")
+    f = challenge_case["fields"]
+    t = Transcript(b"wmproof/1/cut-and-choose")
+    t.absorb(b"owner-public-key", bytes.fromhex(f["owner"]))
+    t.absorb(b"scheme", f["scheme"].encode())
+    t.absorb(b"params", canonical_encode(f["params"]))
+    t.absorb(b"task", canonical_encode({"num_classes": f["num_classes"], "input_shape": f["input_shape"]}))
+    t.absorb(b"counts", b"".join(v.to_bytes(8, "big") for v in (f["committed"], f["items"], f["batch_size"])))
+    t.absorb(b"merkle-root", bytes.fromhex(f["merkle_root"]))
+    alpha = Fraction(f["alpha"])
+    t.absorb(b"alpha", canonical_encode([alpha.numerator, alpha.denominator]))
+    t.absorb(b"thresholds", f["min_matches"].to_bytes(8, "big") + f["proof_min_matches"].to_bytes(8, "big"))
+    t.absorb(b"grinding-bits", f["grinding_bits"].to_bytes(8, "big"))
+    t.absorb(b"created-at", f["created_at"].to_bytes(8, "big"))
+    assert t.digest().hex() == challenge_case["transcript_state_before_challenge"]
+    stream = t.challenge_stream(b"opened-items")
+    order = list(range(f["committed"]))
+    for i in range(f["items"]):
+        j = i + stream.uniform_below(f["committed"] - i)
+        order[i], order[j] = order[j], order[i]
+    assert sorted(order[: f["items"]]) == challenge_case["opened"]
+    kept = sorted(order[f["items"] :])
+    assert kept == challenge_case["kept"]
+    assert [kept[i : i + f["batch_size"]] for i in range(0, len(kept), f["batch_size"])] == challenge_case["batches"]
+    proof = parse_proof(bytes.fromhex(proof_case["file"]))
+    assert (
+        proof.proof_id.hex() == proof_case["proof_id"]
+        and proof.verification_key.key_id.hex() == challenge_case["key_id"]
+    )
+    assert [item.index for item in proof.items] == challenge_case["batches"][0]
 
 
 def test_vectors_are_reproducible_by_their_script(tmp_path):

@@ -231,9 +231,10 @@ def vector_keys():
         identity,
         "adi-backdoor",
         items=4,
+        batch_size=2,
         num_classes=10,
         input_shape=(1, 5, 7),
-        alpha=Fraction(1, 1000),
+        alpha=Fraction(1, 100),
         created_at=1_700_000_000,
         entropy=deterministic("keygen"),
     )
@@ -251,7 +252,8 @@ def key_vectors() -> None:
             "items": 4,
             "num_classes": 10,
             "input_shape": [1, 5, 7],
-            "alpha": [1, 1000],
+            "alpha": [1, 100],
+            "batch_size": 2,
             "created_at": 1_700_000_000,
             "master_seed": h(mk.master_seed),
             "item_messages": [h(commitment_message(item)) for item in mk.items],
@@ -360,6 +362,64 @@ def timestamp_vectors() -> None:
     )
 
 
+def proof_vectors() -> None:
+    from wmproof.protocol.challenge import challenge_transcript, opened_indices
+    from wmproof.protocol.proofs import make_proof
+
+    identity, mk, vk = vector_keys()
+    fields = dict(
+        owner=bytes(vk.owner),
+        scheme=vk.scheme,
+        params=vk.params,
+        num_classes=vk.num_classes,
+        input_shape=list(vk.input_shape),
+        committed=vk.committed,
+        items=vk.items,
+        batch_size=vk.batch_size,
+        merkle_root=vk.merkle_root,
+        alpha=vk.alpha,
+        min_matches=vk.min_matches,
+        proof_min_matches=vk.proof_min_matches,
+        grinding_bits=vk.grinding_bits,
+        created_at=vk.created_at,
+    )
+    transcript = challenge_transcript(**fields)
+    state = transcript.digest()
+    opened = opened_indices(transcript, vk.committed, vk.items)
+    suspect = {"kind": "model-file", "sha256": hashlib.sha256(b"a suspect model").hexdigest()}
+    proof, _ = make_proof(mk, vk, identity, suspect, created_at=1_700_000_060)
+    from wmproof.crypto import open_signed_container
+
+    cases = [
+        {
+            "kind": "challenge",
+            "key_id": h(vk.key_id),
+            "fields": {
+                k: (h(v) if isinstance(v, bytes) else str(v) if isinstance(v, Fraction) else v)
+                for k, v in fields.items()
+            },
+            "transcript_state_before_challenge": h(state),
+            "opened": opened,
+            "kept": vk.kept_indices,
+            "batches": vk.batches,
+        },
+        {
+            "kind": "proof",
+            "batch": 0,
+            "suspect": suspect,
+            "created_at": 1_700_000_060,
+            "file": h(proof),
+            "proof_id": h(open_signed_container(proof).digest),
+        },
+    ]
+    write(
+        "proofs.json",
+        "The cut-and-choose challenge of the keys.json key (its transcript state, the opened and kept indices, "
+        "the proof batches) and an ownership proof opening batch 0.",
+        cases,
+    )
+
+
 def ed25519_vectors() -> None:
     rfc = [
         ("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60", ""),
@@ -389,5 +449,6 @@ if __name__ == "__main__":
     generator_vectors()
     key_vectors()
     timestamp_vectors()
+    proof_vectors()
     ed25519_vectors()
     print("wrote", ", ".join(sorted(p.name for p in HERE.glob("*.json"))))
