@@ -296,12 +296,20 @@ def key_timestamp(
 ) -> tuple[dict[str, Any], KeyTimestamp | None]:
     """The key's timestamp for a verification report (verify, check): found, absent, or why it could not be
     read. Never fails the command: the verdict is about the model, the timestamp about when the key existed."""
+    beacon = vk.beacon is not None  # then the key itself is only valid once its beacon is checked on chain
     if skip:
+        if beacon:
+            raise UsageError(
+                "this key's challenge was drawn from a chain beacon: it needs the chain, not --no-timestamp"
+            )
         return {"status": "skipped"}, None
     try:
         settings = chain_settings(rpc_url, registry, chain_id, confirmations)
         found, settings = lookup(vk, record, settings)
     except WmproofError as exc:
+        if beacon:
+            error = type(exc)(f"the key's challenge was drawn from a chain beacon that could not be checked: {exc}")
+            raise error from None
         warn(f"could not read the key's timestamp: {exc}")
         return {"status": "unavailable", "reason": str(exc)}, None
     if found is None:

@@ -18,6 +18,17 @@ from wmproof.protocol import (
 from wmproof.schemes import scheme_names
 from wmproof.stats import format_probability, parse_probability
 
+from .chain_cmd import (
+    ChainIdOption,
+    ConfirmationsOption,
+    KeystoreOption,
+    KeystorePassphraseOption,
+    RegistryOption,
+    RpcUrlOption,
+    chain_settings,
+    embedded_warning,
+    print_timestamp,
+)
 from .common import (
     DatasetOption,
     JsonOption,
@@ -78,6 +89,23 @@ def keygen_command(
     ] = None,
     passphrase_file: PassphraseFileOption = None,
     no_passphrase: NoPassphraseOption = False,
+    beacon: Annotated[
+        bool,
+        typer.Option(
+            "--beacon",
+            help="Draw the challenge from the chain: register the key's commitment, then use the next block's "
+            "hash (no offline grinding; the key is timestamped by the same transaction).",
+        ),
+    ] = False,
+    beacon_timeout: Annotated[
+        float, typer.Option("--beacon-timeout", help="Seconds to wait for the beacon block.", min=1)
+    ] = 120.0,
+    rpc_url: RpcUrlOption = None,
+    registry: RegistryOption = None,
+    chain_id: ChainIdOption = None,
+    confirmations: ConfirmationsOption = 1,
+    keystore: KeystoreOption = None,
+    keystore_passphrase_file: KeystorePassphraseOption = None,
     overwrite: OverwriteOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -102,9 +130,7 @@ def keygen_command(
     check_outputs(marking_key, verification_key, overwrite=overwrite)
     key_passphrase = passphrase_to_write(passphrase_file, no_passphrase, "the marking key")
     owner = load_identity(identity, passphrase_to_read(identity_passphrase_file, str(identity)))
-    mk, vk = keygen(
-        owner,
-        scheme,
+    options = dict(
         items=items,
         num_classes=spec.num_classes,
         input_shape=spec.input_shape,
@@ -112,6 +138,19 @@ def keygen_command(
         alpha=significance,
         batch_size=proof_items,
     )
+    found = None
+    if beacon:
+        from wmproof.chain import open_registry
+        from wmproof.protocol import commit_key
+        from wmproof.protocol.timestamps import draw_beacon_key
+
+        settings = chain_settings(rpc_url, registry, chain_id, confirmations, keystore, keystore_passphrase_file)
+        pending = commit_key(owner, scheme, **options)
+        note(f"registering the key's commitment on the {settings.describe()}, then waiting for the next block")
+        with open_registry(settings, write=True) as client:
+            mk, vk, found = draw_beacon_key(pending, client, timeout=beacon_timeout)
+    else:
+        mk, vk = keygen(owner, scheme, **options)
     save_marking_key(mk, marking_key, key_passphrase, overwrite=overwrite)
     try:
         save_verification_key(vk, verification_key, overwrite=overwrite)
@@ -120,7 +159,12 @@ def keygen_command(
         raise
     if key_passphrase is None:
         note("the marking key is stored unencrypted")
-    data = {**vk.summary(), "marking_key": str(marking_key), "verification_key": str(verification_key)}
+    data = {
+        **vk.summary(),
+        "marking_key": str(marking_key),
+        "verification_key": str(verification_key),
+        "timestamp": None if found is None else found.as_dict(),
+    }
 
     def human() -> None:
         stdout.print(f"key id        {vk.key_id.hex()}")
@@ -137,7 +181,15 @@ def keygen_command(
             f"{vk.proof_min_matches} match"
         )
         stdout.print(f"owner         {vk.owner.fingerprint}")
+        if found is not None and vk.beacon is not None:
+            stdout.print(
+                f"beacon        block {vk.beacon.beacon_block} ({vk.beacon.beacon_hash.hex()[:16]}), after the "
+                f"commitment's registration in block {vk.beacon.registered_block}"
+            )
+            print_timestamp(found)
         stdout.print(f"marking key   {marking_key}  (secret)")
         stdout.print(f"verification  {verification_key}  (public)")
 
     emit(data, as_json, human)
+    if found is not None:
+        embedded_warning(found.embedded)

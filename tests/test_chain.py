@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -333,3 +334,65 @@ def test_keystore_accounts(tmp_path, anvil):
     path.write_text("{}")
     with pytest.raises(MalformedInput, match="not an Ethereum keystore"):
         account_from_keystore(path, lambda: b"pass phrase")
+
+
+# ------------------------------------------------------------------------------------------------ beacon
+
+
+def _beacon_key(owner, client):
+    from wmproof.protocol import commit_key
+    from wmproof.protocol.timestamps import draw_beacon_key
+
+    pending = commit_key(
+        owner, "adi-backdoor", items=20, num_classes=10, input_shape=(1, 28, 28), alpha=Fraction(1, 100)
+    )
+    return pending, *draw_beacon_key(pending, client, timeout=30)
+
+
+@pytest.fixture
+def ticking_chain(request, tmp_path):
+    """A chain whose blocks come on their own on anvil (one a second, like a public chain), or the embedded
+    chain, which mines the beacon block itself."""
+    from wmproof.chain import deploy_on_node
+    from wmproof.chain.anvil import ANVIL_DEV_KEY, run_anvil
+
+    if request.param == "embedded":
+        yield ChainSettings(data_home=tmp_path / "home")
+        return
+    with run_anvil("--block-time", "1") as node:
+        settings = ChainSettings(rpc_url=node.url, account=lambda: Account.from_key(ANVIL_DEV_KEY))
+        address, _ = deploy_on_node(settings)
+        yield dataclasses.replace(settings, registry=address)
+
+
+@pytest.mark.parametrize("ticking_chain", ["embedded", "anvil"], indirect=True)
+def test_a_beacon_key_is_drawn_from_the_next_block_and_checked_on_chain(ticking_chain, owner):
+    from wmproof.protocol import open_key, parse_verification_key
+    from wmproof.protocol.timestamps import check_beacon, key_anchor
+
+    with open_registry(ticking_chain, write=True) as client:
+        pending, mk, vk, found = _beacon_key(owner, client)
+        b = vk.beacon
+        assert b.beacon_block == b.registered_block + 1 == found.registration.block_number + 1
+        assert b.beacon_hash == bytes(client.web3.eth.get_block(b.beacon_block)["hash"])
+        assert vk.grinding_bits == 0 and key_anchor(vk) != key_anchor(dataclasses.replace(vk, beacon=None))
+        assert parse_verification_key(vk.raw).beacon == b
+        assert find_timestamp(vk, client).timestamp == found.timestamp
+        # An owner who picks the beacon (grinding it offline) makes a self-consistent key that the chain refutes.
+        common = dict(chain_id=client.chain_id, registry=b.registry)
+        _, forged = open_key(pending, **common, registered_block=b.registered_block, beacon_hash=bytes(32))
+        with pytest.raises(MalformedInput, match="not the hash of block"):
+            find_timestamp(forged, client)
+        _, late = open_key(pending, **common, registered_block=b.registered_block + 3, beacon_hash=b.beacon_hash)
+        with pytest.raises(MalformedInput, match="says its commitment was registered in block"):
+            find_timestamp(late, client)
+        _, other = open_key(pending, chain_id=5, registry=b.registry, registered_block=b.registered_block,
+                            beacon_hash=b.beacon_hash)  # fmt: skip
+        with pytest.raises(ChainUnavailable, match="beacon is on chain 5"):
+            check_beacon(other, client, client.confirm(key_anchor(vk)))
+        # A commitment that was never registered: no beacon key can be checked from it.
+        fresh, *_ = _beacon_key(owner, client)
+        _, unregistered = open_key(fresh, **common, registered_block=1, beacon_hash=bytes(32))
+        object.__setattr__(unregistered.beacon, "commitment_id", bytes(32))
+        with pytest.raises(MalformedInput, match="commitment is not registered"):
+            find_timestamp(unregistered, client)

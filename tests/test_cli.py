@@ -84,6 +84,7 @@ def test_keygen_output_and_files(owner_files):
         "owner_fingerprint",
         "marking_key",
         "verification_key",
+        "timestamp",
     }
     assert summary["items"] == 50 and summary["min_matches"] == 18 and summary["alpha"] == "1/1000000"
     assert stat.S_IMODE(os.stat(owner_files["mk"]).st_mode) == 0o600

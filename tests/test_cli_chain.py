@@ -156,3 +156,21 @@ def test_ctrl_c_during_publish(vks, anvil, monkeypatch):
     assert "may have been sent" in run("publish", vks[2], *node, code=130).stderr
     assert not vks[2].with_suffix(".wts").exists()
     run("timestamp", vks[2], *node)  # it was mined
+
+
+def test_keygen_with_a_beacon(tmp_path, monkeypatch):
+    run("identity", "new", "--out", tmp_path / "o.wid", "--no-passphrase")
+    out = run(
+        "keygen", "-i", tmp_path / "o.wid", "--marking-key", tmp_path / "k.wmk", "--verification-key",
+        tmp_path / "k.wvk", "--no-passphrase", "--items", "40", "--proof-items", "20", "--alpha", "0.001",
+        "--beacon", "--json",
+    )  # fmt: skip
+    made = json.loads(out.stdout)
+    assert made["timestamp"]["embedded"] and "prove nothing" in out.stderr
+    run("prove", "-k", tmp_path / "k.wmk", "--vk", tmp_path / "k.wvk", "-i", tmp_path / "o.wid",
+        "-m", tmp_path / "k.wvk", "-o", tmp_path / "p.wpf")  # fmt: skip
+    checked = json.loads(run("check", tmp_path / "p.wpf", "--json").stdout)
+    assert checked["timestamp"]["status"] == "found" and checked["timestamp"]["key_id"] == made["key_id"]
+    assert "needs the chain" in run("check", tmp_path / "p.wpf", "--no-timestamp", code=2).stderr
+    monkeypatch.setenv("WMPROOF_HOME", str(tmp_path / "another-machine"))
+    assert "beacon that could not be checked" in run("check", tmp_path / "p.wpf", code=4).stderr

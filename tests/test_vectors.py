@@ -194,6 +194,7 @@ def test_challenge_and_proof():
     t.absorb(b"thresholds", f["min_matches"].to_bytes(8, "big") + f["proof_min_matches"].to_bytes(8, "big"))
     t.absorb(b"grinding-bits", f["grinding_bits"].to_bytes(8, "big"))
     t.absorb(b"created-at", f["created_at"].to_bytes(8, "big"))
+    t.absorb(b"beacon", b"\xc0")  # canonical(nil): a key without a beacon
     assert t.digest().hex() == challenge_case["transcript_state_before_challenge"]
     stream = t.challenge_stream(b"opened-items")
     order = list(range(f["committed"]))

@@ -19,6 +19,7 @@ Failures to get an answer (node down, wrong chain, no contract, a reverted or ou
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -297,6 +298,34 @@ class RegistryClient:
             registry=self.address,
             confirmations=confirmations,
         )
+
+    # ------------------------------------------------------------------------------------------- blocks
+
+    def block_hash(self, number: int) -> bytes | None:
+        """The hash of block ``number`` once it has the required confirmations; None before that."""
+        with chain_errors(f"reading block {number}"):
+            head = int(self.web3.eth.block_number)
+            if head - number + 1 < self.confirmations:
+                return None
+            return bytes(self.web3.eth.get_block(number)["hash"])
+
+    def wait_for_block(self, number: int, timeout: float) -> bytes:
+        """The hash of block ``number``, waiting for it (up to ``timeout`` seconds). The embedded chain only
+        makes blocks for transactions, so there an empty block is mined."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.block_hash(number)
+            if found is not None:
+                return found
+            if self.embedded:
+                with chain_errors("mining a block"):
+                    self.web3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+                continue
+            if time.monotonic() >= deadline:
+                raise ChainUnavailable(
+                    f"block {number} was not mined (with {self.confirmations} confirmations) within {timeout:.0f} s"
+                )
+            time.sleep(1.0)
 
 
 def _digest(value: bytes) -> bytes:

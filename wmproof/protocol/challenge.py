@@ -21,8 +21,12 @@ from typing import Any
 from ..crypto import Transcript, canonical_encode
 
 DOMAIN = b"wmproof/1/cut-and-choose"
-#: Offline retries of the challenge a cheating owner is assumed able to afford without a beacon: 2^64.
-GRINDING_BITS = 64
+#: Offline retries of the challenge a cheating owner is assumed able to afford without a beacon: 2^80, so
+#: that about 80 forged items cannot change a verdict (checklist rule 2).
+GRINDING_BITS = 80
+#: With a beacon (the hash of the block after the one that timestamped the key's commitment) the challenge
+#: cannot be known before the commitment is public: one try, and every retry is a public registration.
+BEACON_GRINDING_BITS = 0
 
 
 def challenge_transcript(
@@ -41,6 +45,7 @@ def challenge_transcript(
     proof_min_matches: int,
     grinding_bits: int,
     created_at: int,
+    beacon: dict[str, Any] | None = None,
 ) -> Transcript:
     """The transcript whose challenge picks the opened half. Every field is absorbed under its own label."""
     t = Transcript(DOMAIN)
@@ -54,6 +59,7 @@ def challenge_transcript(
     t.absorb(b"thresholds", struct.pack(">QQ", min_matches, proof_min_matches))
     t.absorb(b"grinding-bits", struct.pack(">Q", grinding_bits))
     t.absorb(b"created-at", struct.pack(">Q", created_at))
+    t.absorb(b"beacon", canonical_encode(beacon))
     return t
 
 

@@ -43,12 +43,13 @@ from ..crypto import (
     sign_container,
     tagged_hash,
 )
+from ..crypto.container import container_prefix
 from ..crypto.tags import COMMIT_TRIGGER_ITEM, ITEM_SEED
 from ..errors import MalformedInput, UsageError
 from ..fileio import write_file
 from ..schemes import KeyGenContext, TriggerItem, get_scheme
 from ..stats import cut_and_choose_threshold, min_matches
-from .challenge import GRINDING_BITS, challenge_transcript, opened_indices, proof_batches
+from .challenge import BEACON_GRINDING_BITS, GRINDING_BITS, challenge_transcript, opened_indices, proof_batches
 from .files import crypto_errors_for, open_sealed, read_container
 from .identity import Identity
 
@@ -124,20 +125,73 @@ def commitment_message(item: TriggerItem) -> bytes:
 # ----------------------------------------------------------------------------------- verification key
 
 
-def proof_threshold(scheme_name: str, num_classes: int, batch_size: int, items: int, alpha: Fraction) -> int:
+def proof_threshold(
+    scheme_name: str, num_classes: int, batch_size: int, items: int, alpha: Fraction, grinding_bits: int
+) -> int:
     """Matches needed out of one batch for a public proof.
 
     For a seed-derived scheme every opened batch item is regenerated from its seed by the checker, so a
     crafted item cannot pass and the plain binomial threshold holds. Otherwise, crafted items are caught only
     by the cut-and-choose, and the threshold is sized so that the soundness bound of
     :func:`wmproof.stats.cut_and_choose_soundness` (forged items that escape the opening, all in this batch,
-    with 2^64 offline retries of the challenge) stays below alpha (checklist rule 2).
+    with 2^grinding_bits offline retries of the challenge: 80 bits, or 0 with a beacon) stays below alpha
+    (checklist rule 2).
     """
     scheme = get_scheme(scheme_name)
     p0 = scheme.null_match_probability(num_classes)
     if scheme.seed_derived:
         return min_matches(batch_size, p0, alpha)
-    return cut_and_choose_threshold(batch_size, p0, alpha, total=2 * items, opened=items, grinding_bits=GRINDING_BITS)
+    return cut_and_choose_threshold(batch_size, p0, alpha, total=2 * items, opened=items, grinding_bits=grinding_bits)
+
+
+COMMITMENT_KIND = "key-commitment"
+#: The statement fields a key commitment signs (a beacon key's verification key repeats them).
+COMMITTED_FIELDS = (
+    "protocol",
+    "scheme",
+    "params",
+    "num_classes",
+    "input_shape",
+    "items",
+    "batch_size",
+    "merkle_root",
+    "alpha",
+    "min_matches",
+    "proof_min_matches",
+    "grinding_bits",
+    "created_at",
+)
+BEACON_FIELDS = {"chain_id", "registry", "registered_block", "beacon_block", "beacon_hash", "commitment_signature"}
+
+
+@dataclass(frozen=True)
+class Beacon:
+    """Where a key's challenge came from: the hash of the block after the one that registered the key's
+    signed commitment (its Merkle root and every parameter) on chain ``chain_id`` at ``registry``."""
+
+    chain_id: int
+    registry: bytes
+    registered_block: int
+    beacon_block: int
+    beacon_hash: bytes
+    commitment_signature: bytes
+    commitment_id: bytes  # the commitment container's digest; its anchor is what the chain registered
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "chain_id": self.chain_id,
+            "registry": self.registry,
+            "registered_block": self.registered_block,
+            "beacon_block": self.beacon_block,
+            "beacon_hash": self.beacon_hash,
+            "commitment_signature": self.commitment_signature,
+        }
+
+
+def commitment_container(statement: dict[str, Any], owner: bytes, signature: bytes) -> bytes:
+    """The signed key commitment a beacon key was drawn from, rebuilt from its fields and signature."""
+    header = {"kind": COMMITMENT_KIND, "version": VERSION, "signer": owner}
+    return container_prefix(header) + canonical_encode({k: statement[k] for k in COMMITTED_FIELDS}) + signature
 
 
 @dataclass(frozen=True)
@@ -156,6 +210,7 @@ class VerificationKey:
     proof_min_matches: int  # over one batch (a public proof)
     grinding_bits: int
     created_at: int
+    beacon: Beacon | None
     opened: tuple[TriggerItem, ...] = field(repr=False, compare=False)  # equal keys have equal raw bytes
     sealed: dict[int, bytes] = field(repr=False, compare=False)  # kept index -> commitment
     leaves: tuple[bytes, ...] = field(repr=False, compare=False)  # all 2N commitments, in index order
@@ -215,6 +270,7 @@ VK_FIELDS = {
     "proof_min_matches",
     "grinding_bits",
     "created_at",
+    "beacon",
     "opened",
     "sealed",
 }
@@ -258,7 +314,7 @@ def parse_verification_key(data: bytes, where: str = "verification key") -> Veri
         and s["alpha"][0] < s["alpha"][1]
         and _is_uint(s["min_matches"])
         and _is_uint(s["proof_min_matches"])
-        and s["grinding_bits"] == GRINDING_BITS
+        and s["grinding_bits"] == (GRINDING_BITS if s["beacon"] is None else BEACON_GRINDING_BITS)
         and _is_uint(s["created_at"])
         and isinstance(s["opened"], list)
         and len(s["opened"]) == s["items"]
@@ -280,7 +336,8 @@ def parse_verification_key(data: bytes, where: str = "verification key") -> Veri
         raise MalformedInput(
             f"{where}: min_matches {s['min_matches']} does not follow from n, p0 and alpha ({expected})"
         )
-    expected = proof_threshold(s["scheme"], s["num_classes"], b, n, alpha)
+    beacon = None if s["beacon"] is None else _parse_beacon(s, doc.signer, where)
+    expected = proof_threshold(s["scheme"], s["num_classes"], b, n, alpha, s["grinding_bits"])
     if s["proof_min_matches"] != expected:
         raise MalformedInput(
             f"{where}: proof_min_matches {s['proof_min_matches']} does not follow from the batch size ({expected})"
@@ -300,6 +357,7 @@ def parse_verification_key(data: bytes, where: str = "verification key") -> Veri
         proof_min_matches=s["proof_min_matches"],
         grinding_bits=s["grinding_bits"],
         created_at=s["created_at"],
+        beacon=s["beacon"],
     )
     chosen = opened_indices(transcript, 2 * n, n)
     leaves: list[bytes | None] = [None] * (2 * n)
@@ -339,6 +397,7 @@ def parse_verification_key(data: bytes, where: str = "verification key") -> Veri
         proof_min_matches=s["proof_min_matches"],
         grinding_bits=s["grinding_bits"],
         created_at=s["created_at"],
+        beacon=beacon,
         opened=tuple(opened),
         sealed=dict(zip(kept, s["sealed"], strict=True)),
         leaves=tuple(leaves),  # type: ignore[arg-type]
@@ -346,6 +405,29 @@ def parse_verification_key(data: bytes, where: str = "verification key") -> Veri
         key_id=doc.digest,
         raw=data,
     )
+
+
+def _parse_beacon(s: dict[str, Any], owner: VerifyKey, where: str) -> Beacon:
+    b = s["beacon"]
+    if not (
+        isinstance(b, dict)
+        and set(b) == BEACON_FIELDS
+        and type(b["chain_id"]) is int
+        and 0 < b["chain_id"] < (1 << 63)
+        and isinstance(b["registry"], bytes)
+        and len(b["registry"]) == 20
+        and type(b["registered_block"]) is int
+        and 0 <= b["registered_block"] < (1 << 32)
+        and b["beacon_block"] == b["registered_block"] + 1
+        and isinstance(b["beacon_hash"], bytes)
+        and len(b["beacon_hash"]) == 32
+        and isinstance(b["commitment_signature"], bytes)
+        and len(b["commitment_signature"]) == 64
+    ):
+        raise MalformedInput(f"{where}: malformed beacon")
+    with crypto_errors_for(where, "the key's commitment"):
+        commitment = open_signed_container(commitment_container(s, bytes(owner), b["commitment_signature"]))
+    return Beacon(**{k: b[k] for k in BEACON_FIELDS}, commitment_id=commitment.digest)
 
 
 def _is_salt(value: Any) -> bool:
@@ -485,6 +567,141 @@ def save_verification_key(vk: VerificationKey, path: str | os.PathLike[str], *, 
 # ------------------------------------------------------------------------------------------------ KeyGen
 
 
+@dataclass(frozen=True, repr=False)
+class PendingKey:
+    """A key whose 2N items are committed but not yet opened: the signed commitment, waiting for a beacon
+    (``open_key``). Secret, like a marking key; it lives only as long as ``wmproof keygen --beacon`` runs."""
+
+    identity: Identity
+    statement: dict[str, Any]  # the committed fields
+    commitment: bytes  # the signed key-commitment container
+    commitment_id: bytes
+    master_seed: bytes
+    items: list[TriggerItem]
+    salts: list[bytes]
+    commitments: list[bytes]
+
+    def __repr__(self) -> str:
+        return f"PendingKey(commitment={self.commitment_id.hex()[:16]}, items={len(self.items)})"
+
+
+def _draw(
+    identity: Identity,
+    scheme_name: str,
+    *,
+    items: int,
+    num_classes: int,
+    input_shape: tuple[int, int, int],
+    batch_size: int | None,
+    params: dict[str, Any] | None,
+    alpha: Fraction,
+    context: KeyGenContext | None,
+    created_at: int | None,
+    entropy: Callable[[int], bytes],
+    grinding_bits: int,
+) -> PendingKey:
+    """KeyGen up to the commitment: 2N items, their salted commitments, the Merkle root, the thresholds."""
+    scheme = get_scheme(scheme_name)
+    params = scheme.validate_params(params or {})
+    if not 1 <= items <= MAX_ITEMS:
+        raise UsageError(f"--items must lie in [1, {MAX_ITEMS}]")
+    batch_size = items if batch_size is None else batch_size
+    if not 1 <= batch_size <= items or items % batch_size:
+        raise UsageError(f"--proof-items {batch_size} must divide --items {items}")
+    if num_classes < 2:
+        raise UsageError("a classifier has at least 2 classes")
+    if not 0 < alpha < 1:
+        raise UsageError("alpha lies strictly between 0 and 1")
+    p0 = scheme.null_match_probability(num_classes)
+    threshold = min_matches(items, p0, alpha)
+    proof_matches = proof_threshold(scheme.name, num_classes, batch_size, items, alpha, grinding_bits)
+    if threshold > items or proof_matches > batch_size:
+        raise UsageError(
+            f"with {items} items, proofs of {batch_size} and {num_classes} classes no outcome is significant at "
+            f"alpha = {float(alpha):.3g}: use more items (per proof) or a larger alpha"
+        )
+    context = context or KeyGenContext(num_classes=num_classes, input_shape=input_shape, params=params)
+    master_seed = entropy(32)
+    committed = 2 * items
+    generated = scheme.generate_items([(i, item_seed(master_seed, i)) for i in range(committed)], context)
+    salts, commitments = [], []
+    for item in generated:
+        c, salt = commit(COMMIT_TRIGGER_ITEM, commitment_message(item), salt=entropy(32))
+        commitments.append(c)
+        salts.append(salt)
+    statement = {
+        "protocol": PROTOCOL,
+        "scheme": scheme.name,
+        "params": params,
+        "num_classes": num_classes,
+        "input_shape": list(input_shape),
+        "items": items,
+        "batch_size": batch_size,
+        "merkle_root": MerkleTree(commitments).root,
+        "alpha": [alpha.numerator, alpha.denominator],
+        "min_matches": threshold,
+        "proof_min_matches": proof_matches,
+        "grinding_bits": grinding_bits,
+        "created_at": int(time.time()) if created_at is None else created_at,
+    }
+    commitment = sign_container(COMMITMENT_KIND, VERSION, statement, identity.signing_key)
+    return PendingKey(
+        identity=identity,
+        statement=statement,
+        commitment=commitment,
+        commitment_id=open_signed_container(commitment).digest,
+        master_seed=master_seed,
+        items=generated,
+        salts=salts,
+        commitments=commitments,
+    )
+
+
+def _open(pending: PendingKey, beacon: dict[str, Any] | None) -> tuple[MarkingKey, VerificationKey]:
+    """KeyGen's second half: the challenge (with the beacon, if any) opens N items; sign the key."""
+    s = pending.statement
+    n = s["items"]
+    committed = 2 * n
+    transcript = challenge_transcript(
+        owner=bytes(pending.identity.signing_key.verify_key),
+        scheme=s["scheme"],
+        params=s["params"],
+        num_classes=s["num_classes"],
+        input_shape=s["input_shape"],
+        committed=committed,
+        items=n,
+        batch_size=s["batch_size"],
+        merkle_root=s["merkle_root"],
+        alpha=Fraction(*s["alpha"]),
+        min_matches=s["min_matches"],
+        proof_min_matches=s["proof_min_matches"],
+        grinding_bits=s["grinding_bits"],
+        created_at=s["created_at"],
+        beacon=beacon,
+    )
+    opened = set(opened_indices(transcript, committed, n))
+    items, salts = pending.items, pending.salts
+    statement = {
+        **s,
+        "beacon": beacon,
+        "opened": [{**item_record(items[i]), "salt": salts[i]} for i in sorted(opened)],
+        "sealed": [pending.commitments[i] for i in range(committed) if i not in opened],
+    }
+    vk = parse_verification_key(sign_container(VK_KIND, VERSION, statement, pending.identity.signing_key))
+    kept = [i for i in range(committed) if i not in opened]
+    mk = MarkingKey(
+        verification_key_id=vk.key_id,
+        scheme=s["scheme"],
+        params=s["params"],
+        num_classes=s["num_classes"],
+        input_shape=tuple(s["input_shape"]),
+        master_seed=pending.master_seed,
+        items=[items[i] for i in kept],
+        salts=[salts[i] for i in kept],
+    )
+    return mk, vk
+
+
 def keygen(
     identity: Identity,
     scheme_name: str,
@@ -500,89 +717,79 @@ def keygen(
     entropy: Callable[[int], bytes] = os.urandom,
 ) -> tuple[MarkingKey, VerificationKey]:
     """Generate a committed key pair for ``scheme_name``, signed by ``identity``: 2 x ``items`` committed,
-    half opened by the challenge, ``items`` kept in batches of ``batch_size`` (default: all in one batch,
-    one public proof).
+    half opened by a Fiat-Shamir challenge sized for 2^80 offline retries, ``items`` kept in batches of
+    ``batch_size`` (default: all in one batch, one public proof). For a challenge from a chain beacon, see
+    :func:`commit_key` and :func:`open_key`.
 
     ``entropy`` supplies the master seed and the salts; leave it alone. It exists so that the known-answer
     vectors in ``docs/vectors/keys.json`` can be reproduced by an independent implementation.
     """
-    scheme = get_scheme(scheme_name)
-    params = scheme.validate_params(params or {})
-    if not 1 <= items <= MAX_ITEMS:
-        raise UsageError(f"--items must lie in [1, {MAX_ITEMS}]")
-    batch_size = items if batch_size is None else batch_size
-    if not 1 <= batch_size <= items or items % batch_size:
-        raise UsageError(f"--proof-items {batch_size} must divide --items {items}")
-    if num_classes < 2:
-        raise UsageError("a classifier has at least 2 classes")
-    if not 0 < alpha < 1:
-        raise UsageError("alpha lies strictly between 0 and 1")
-    p0 = scheme.null_match_probability(num_classes)
-    threshold = min_matches(items, p0, alpha)
-    proof_matches = proof_threshold(scheme.name, num_classes, batch_size, items, alpha)
-    if threshold > items or proof_matches > batch_size:
-        raise UsageError(
-            f"with {items} items, proofs of {batch_size} and {num_classes} classes no outcome is significant at "
-            f"alpha = {float(alpha):.3g}: use more items (per proof) or a larger alpha"
-        )
-    context = context or KeyGenContext(num_classes=num_classes, input_shape=input_shape, params=params)
-    master_seed = entropy(32)
-    committed = 2 * items
-    generated = scheme.generate_items([(i, item_seed(master_seed, i)) for i in range(committed)], context)
-    salts, commitments = [], []
-    for item in generated:
-        c, salt = commit(COMMIT_TRIGGER_ITEM, commitment_message(item), salt=entropy(32))
-        commitments.append(c)
-        salts.append(salt)
-    root = MerkleTree(commitments).root
-    created = int(time.time()) if created_at is None else created_at
-    transcript = challenge_transcript(
-        owner=bytes(identity.signing_key.verify_key),
-        scheme=scheme.name,
-        params=params,
-        num_classes=num_classes,
-        input_shape=list(input_shape),
-        committed=committed,
+    pending = _draw(
+        identity,
+        scheme_name,
         items=items,
-        batch_size=batch_size,
-        merkle_root=root,
-        alpha=alpha,
-        min_matches=threshold,
-        proof_min_matches=proof_matches,
-        grinding_bits=GRINDING_BITS,
-        created_at=created,
-    )
-    opened = set(opened_indices(transcript, committed, items))
-    statement = {
-        "protocol": PROTOCOL,
-        "scheme": scheme.name,
-        "params": params,
-        "num_classes": num_classes,
-        "input_shape": list(input_shape),
-        "items": items,
-        "batch_size": batch_size,
-        "merkle_root": root,
-        "alpha": [alpha.numerator, alpha.denominator],
-        "min_matches": threshold,
-        "proof_min_matches": proof_matches,
-        "grinding_bits": GRINDING_BITS,
-        "created_at": created,
-        "opened": [{**item_record(generated[i]), "salt": salts[i]} for i in sorted(opened)],
-        "sealed": [commitments[i] for i in range(committed) if i not in opened],
-    }
-    vk = parse_verification_key(sign_container(VK_KIND, VERSION, statement, identity.signing_key))
-    kept = [i for i in range(committed) if i not in opened]
-    mk = MarkingKey(
-        verification_key_id=vk.key_id,
-        scheme=scheme.name,
-        params=params,
         num_classes=num_classes,
-        input_shape=tuple(input_shape),
-        master_seed=master_seed,
-        items=[generated[i] for i in kept],
-        salts=[salts[i] for i in kept],
+        input_shape=input_shape,
+        batch_size=batch_size,
+        params=params,
+        alpha=alpha,
+        context=context,
+        created_at=created_at,
+        entropy=entropy,
+        grinding_bits=GRINDING_BITS,
     )
-    return mk, vk
+    return _open(pending, None)
+
+
+def commit_key(
+    identity: Identity,
+    scheme_name: str,
+    *,
+    items: int,
+    num_classes: int,
+    input_shape: tuple[int, int, int],
+    batch_size: int | None = None,
+    params: dict[str, Any] | None = None,
+    alpha: Fraction = DEFAULT_ALPHA,
+    context: KeyGenContext | None = None,
+    created_at: int | None = None,
+    entropy: Callable[[int], bytes] = os.urandom,
+) -> PendingKey:
+    """KeyGen's first half for a beacon key: commit to 2N items and sign the commitment, whose anchor is
+    then registered on chain; the block after the registration supplies the beacon (:func:`open_key`).
+    Thresholds assume one try (``BEACON_GRINDING_BITS``): the challenge is unknown until the commitment is
+    public, and every retry is a public registration."""
+    return _draw(
+        identity,
+        scheme_name,
+        items=items,
+        num_classes=num_classes,
+        input_shape=input_shape,
+        batch_size=batch_size,
+        params=params,
+        alpha=alpha,
+        context=context,
+        created_at=created_at,
+        entropy=entropy,
+        grinding_bits=BEACON_GRINDING_BITS,
+    )
+
+
+def open_key(
+    pending: PendingKey, *, chain_id: int, registry: bytes, registered_block: int, beacon_hash: bytes
+) -> tuple[MarkingKey, VerificationKey]:
+    """KeyGen's second half for a beacon key: the commitment was registered in ``registered_block``; the
+    hash of the next block is the beacon the challenge absorbs."""
+    signature = pending.commitment[-64:]
+    beacon = {
+        "chain_id": chain_id,
+        "registry": registry,
+        "registered_block": registered_block,
+        "beacon_block": registered_block + 1,
+        "beacon_hash": beacon_hash,
+        "commitment_signature": signature,
+    }
+    return _open(pending, beacon)
 
 
 def check_marking_key(mk: MarkingKey, vk: VerificationKey, mk_name: str = "marking key") -> None:

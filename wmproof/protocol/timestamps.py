@@ -35,7 +35,7 @@ from ..crypto.tags import CHAIN_KEY_ANCHOR
 from ..errors import ChainUnavailable, MalformedInput, UsageError
 from ..fileio import write_file
 from .files import read_container
-from .keys import PROTOCOL, VerificationKey
+from .keys import PROTOCOL, MarkingKey, PendingKey, VerificationKey, open_key
 
 if TYPE_CHECKING:  # the chain (web3) is needed to talk to a chain, not to read records or format times
     from ..chain import Registration, RegistryClient
@@ -57,9 +57,15 @@ RECORD_FIELDS = {
 MAX_BATCH = 1 << 16
 
 
+def anchor_of(container_id: bytes) -> bytes:
+    return tagged_hash(CHAIN_KEY_ANCHOR, container_id)
+
+
 def key_anchor(vk: VerificationKey) -> bytes:
-    """The digest registered on chain for ``vk`` (alone, or as a leaf of a batch)."""
-    return tagged_hash(CHAIN_KEY_ANCHOR, vk.key_id)
+    """The digest registered on chain for ``vk`` (alone, or as a leaf of a batch). A beacon key was
+    timestamped through its signed commitment, which fixes every item and parameter: its anchor is the
+    commitment's."""
+    return anchor_of(vk.beacon.commitment_id if vk.beacon is not None else vk.key_id)
 
 
 @dataclass(frozen=True)
@@ -322,7 +328,12 @@ def find_timestamp(
     anchor = key_anchor(vk)
     if record is None:
         registration = client.confirm(anchor)
-        return None if registration is None else _result(vk, anchor, registration, None, client)
+        if registration is None:
+            if vk.beacon is not None:
+                raise MalformedInput(f"the key's commitment is not registered on the {client.network}")
+            return None
+        check_beacon(vk, client, registration)
+        return _result(vk, anchor, registration, None, client)
     if record.key_id != vk.key_id:
         raise UsageError(
             f"{record_name} belongs to another key ({record.key_id.hex()[:16]}, not {vk.key_id.hex()[:16]})"
@@ -350,4 +361,54 @@ def find_timestamp(
         record.timestamp,
     ):
         raise MalformedInput(f"{record_name} disagrees with the chain on the block or the time of the registration")
+    check_beacon(vk, client, registration)
     return _result(vk, anchor, registration, record.batch, client)
+
+
+# ----------------------------------------------------------------------------------------------- beacon
+
+
+def check_beacon(vk: VerificationKey, client: RegistryClient, registration: Registration) -> None:
+    """For a beacon key: its commitment was registered on this chain and registry in the block the key
+    names, and the next block's hash is the beacon its challenge absorbed (docs/protocol.md 14.5)."""
+    b = vk.beacon
+    if b is None:
+        return
+    if b.chain_id != client.chain_id:
+        raise ChainUnavailable(
+            f"the key's beacon is on chain {b.chain_id}; the {client.network} is chain {client.chain_id}"
+        )
+    if "0x" + b.registry.hex() != client.address.lower():
+        raise ChainUnavailable(f"the key's beacon names registry 0x{b.registry.hex()}, not {client.address}")
+    if registration.block_number != b.registered_block:
+        raise MalformedInput(
+            f"the key says its commitment was registered in block {b.registered_block}; the chain says "
+            f"{registration.block_number}"
+        )
+    found = client.block_hash(b.beacon_block)
+    if found is None:
+        raise ChainUnavailable(f"the key's beacon block {b.beacon_block} is not final yet")
+    if found != b.beacon_hash:
+        raise MalformedInput(f"the key's beacon is not the hash of block {b.beacon_block} on this chain")
+
+
+def draw_beacon_key(
+    pending: PendingKey, client: RegistryClient, *, timeout: float = 120.0
+) -> tuple[MarkingKey, VerificationKey, KeyTimestamp]:
+    """Register a key commitment, wait for the next block, and open the key with that block's hash as the
+    beacon (Adi et al. 4.1 made non-interactive without offline grinding: checklist rule 2)."""
+    anchor = anchor_of(pending.commitment_id)
+    registration, already = _register_once(client, anchor, lambda: client.register(anchor))
+    if already:
+        raise UsageError("this commitment was registered before: draw a fresh key")
+    beacon_hash = client.wait_for_block(registration.block_number + 1, timeout)
+    mk, vk = open_key(
+        pending,
+        chain_id=client.chain_id,
+        registry=bytes.fromhex(client.address[2:]),
+        registered_block=registration.block_number,
+        beacon_hash=beacon_hash,
+    )
+    found = find_timestamp(vk, client)
+    assert found is not None
+    return mk, vk, found
