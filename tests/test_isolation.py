@@ -51,6 +51,11 @@ def test_proof_path_loads_no_torch():
     assert "torch" not in loaded
 
 
+def test_the_proof_checker_loads_neither_torch_nor_web3():
+    loaded = _modules_after_import("import wmproof.protocol.proofs, wmproof.protocol.timestamps")
+    assert "torch" not in loaded and "web3" not in loaded
+
+
 def test_the_cli_starts_without_torch_or_web3():
     """``wmproof --help`` and the commands that need neither load neither (a second each, otherwise)."""
     loaded = _modules_after_import("import wmproof_cli.main")

@@ -256,24 +256,7 @@ class VerificationKey:
         }
 
 
-VK_FIELDS = {
-    "protocol",
-    "scheme",
-    "params",
-    "num_classes",
-    "input_shape",
-    "items",
-    "batch_size",
-    "merkle_root",
-    "alpha",
-    "min_matches",
-    "proof_min_matches",
-    "grinding_bits",
-    "created_at",
-    "beacon",
-    "opened",
-    "sealed",
-}
+VK_FIELDS = {*COMMITTED_FIELDS, "beacon", "opened", "sealed"}
 
 
 def _is_uint(value: Any) -> bool:

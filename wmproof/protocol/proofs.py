@@ -19,7 +19,6 @@ The marking key records spent batches; `prove` refuses to open one twice.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -29,8 +28,8 @@ import numpy as np
 
 from ..crypto import CryptoError, MerkleTree, commit, open_signed_container, sign_container, verify_inclusion
 from ..crypto.tags import COMMIT_TRIGGER_ITEM
-from ..errors import FileAccessError, MalformedInput, UsageError
-from ..fileio import write_file
+from ..errors import MalformedInput, UsageError
+from ..fileio import sha256_file, write_file
 from ..oracles import Oracle
 from ..schemes import TriggerItem, get_scheme, stack_inputs
 from ..stats import BinomialTest, binomial_test
@@ -55,16 +54,7 @@ PROOF_FIELDS = {"protocol", "verification_key", "batch", "suspect", "created_at"
 
 def model_file_suspect(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Name a suspect model file by the SHA-256 of its bytes (what ``sha256sum`` prints). Needs no torch."""
-    try:
-        with open(path, "rb") as f:
-            digest = hashlib.file_digest(f, "sha256").hexdigest()
-    except FileNotFoundError:
-        raise FileAccessError(f"file not found: {path} (expected a model file)") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path} is a directory, not a model file") from None
-    except OSError as exc:
-        raise FileAccessError(f"cannot read {path}: {exc.strerror}") from None
-    return {"kind": "model-file", "sha256": digest}
+    return {"kind": "model-file", "sha256": sha256_file(path, "a model file")}
 
 
 def _check_suspect(suspect: Any, where: str) -> dict[str, Any]:
