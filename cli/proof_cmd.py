@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from wmproof.errors import ExitCode
+from wmproof.errors import ExitCode, UsageError
 from wmproof.stats import format_probability
 
 from .chain_cmd import (
@@ -37,6 +37,7 @@ from .common import (
     passphrase_to_read,
     stdout,
 )
+from .suspect import MaxQueriesOption, ModelNameOption, UrlOption, open_suspect
 
 
 @handle_errors
@@ -44,8 +45,13 @@ def prove_command(
     key: Annotated[Path, typer.Option("--key", "-k", help="Your marking key (its spent batches are updated).")],
     vk: Annotated[Path, typer.Option("--vk", help="Your verification key.")],
     identity: Annotated[Path, typer.Option("--identity", "-i", help="Your identity (it signs the proof).")],
-    model: Annotated[Path, typer.Option("--model", "-m", help="The suspect model file the proof is about.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the proof (public).")],
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", "-m", help="The suspect model file the proof is about (or --url).", show_default=False),
+    ] = None,
+    url: UrlOption = None,
+    model_name: ModelNameOption = None,
     batch: Annotated[
         int | None, typer.Option("--batch", help="Which proof batch to open (default: the next unspent one).", min=0)
     ] = None,
@@ -69,8 +75,11 @@ def prove_command(
         wmproof prove -k key.wmk --vk key.wvk -i alice.wid -m suspect.safetensors -o suspect.wpf
     """
     from wmproof.protocol import load_identity, load_marking_key, load_verification_key, save_marking_key
-    from wmproof.protocol.proofs import make_proof, model_file_suspect, save_proof
+    from wmproof.protocol.proofs import api_suspect, make_proof, model_file_suspect, save_proof
 
+    if (model is None) == (url is None) or (url is not None and not model_name):
+        raise UsageError("name the suspect with --model FILE or with --url URL --model-name NAME")
+    suspect = model_file_suspect(model) if model is not None else api_suspect(url, model_name)  # type: ignore[arg-type]
     check_outputs(out, overwrite=overwrite)
     verification_key = load_verification_key(vk)
     asked: list[bytes] = []
@@ -82,7 +91,7 @@ def prove_command(
 
     marking_key = load_marking_key(key, remembered)
     owner = load_identity(identity, passphrase_to_read(identity_passphrase_file, str(identity)))
-    proof, spent = make_proof(marking_key, verification_key, owner, model_file_suspect(model), batch=batch)
+    proof, spent = make_proof(marking_key, verification_key, owner, suspect, batch=batch)
     save_marking_key(spent, key, asked[-1] if asked else None, overwrite=True)
     save_proof(proof, out, overwrite=overwrite)
     opened = sorted(set(spent.spent) - set(marking_key.spent))[0]
@@ -109,10 +118,13 @@ def check_command(
         typer.Option(
             "--model",
             "-m",
-            help="The suspect model file; without it only the proof itself is checked.",
+            help="The suspect model file; without it (or --url) only the proof itself is checked.",
             show_default=False,
         ),
     ] = None,
+    url: UrlOption = None,
+    model_name: ModelNameOption = None,
+    max_queries: MaxQueriesOption = None,
     earlier: Annotated[
         list[Path] | None,
         typer.Option(
@@ -151,10 +163,9 @@ def check_command(
     earlier = earlier or []
     check_not_reused(parsed, [load_proof(p) for p in earlier], [str(p) for p in earlier])
     report = None
-    if model is not None:
-        from wmproof.oracles.local import LocalModelOracle
-
-        report = evaluate_proof(parsed, LocalModelOracle.from_file(model, device), str(model))
+    if model is not None or url is not None:
+        oracle, suspect_name = open_suspect(model, url, model_name, max_queries, device)
+        report = evaluate_proof(parsed, oracle, suspect_name)
     timestamp, found = key_timestamp(
         parsed.verification_key, record, no_timestamp, rpc_url, registry, chain_id, confirmations
     )
@@ -180,7 +191,11 @@ def check_command(
             )
             stdout.print(f"p-value      {format_probability(t.p_value)}  (exact one-sided binomial, p0 = {t.p0})")
         stdout.print(f"key          {p['key_id'][:16]}  ({p['scheme']}, owner {p['owner_fingerprint']})")
-        stdout.print(f"suspect      sha256 {p['suspect']['sha256']}")
+        named = p["suspect"]
+        if named["kind"] == "api":
+            stdout.print(f"suspect      {named['url']} model {named['model_name']!r}")
+        else:
+            stdout.print(f"suspect      sha256 {named['sha256']}")
         stdout.print(f"batch        {p['batch']} of {p['batches']}, proof made {format_time(p['created_at'])}")
         if found is not None:
             print_timestamp(found)

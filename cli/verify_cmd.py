@@ -36,6 +36,17 @@ from .common import (
     passphrase_to_read,
     stdout,
 )
+from .suspect import (
+    EvidenceOption,
+    IdentityOption,
+    IdentityPassphraseOption,
+    MaxQueriesOption,
+    ModelNameOption,
+    UrlOption,
+    open_suspect,
+    prepare_evidence,
+    write_evidence,
+)
 
 
 def print_report(report: VerificationReport) -> None:
@@ -50,9 +61,13 @@ def print_report(report: VerificationReport) -> None:
     )
     stdout.print(f"key          {vk.key_id.hex()[:16]}  ({vk.scheme}, owner {vk.owner.fingerprint})")
     suspect = report.suspect
-    stdout.print(
-        f"suspect      {suspect.get('path')}  ({suspect.get('architecture')}, sha256 {suspect.get('sha256', '')[:16]})"
-    )
+    if suspect.get("kind") == "remote-api":
+        stdout.print(f"suspect      {suspect['url']} model {suspect['model_name']!r}  ({suspect['queries']} queries)")
+    else:
+        stdout.print(
+            f"suspect      {suspect.get('path')}  ({suspect.get('architecture')}, "
+            f"sha256 {suspect.get('sha256', '')[:16]})"
+        )
 
 
 @handle_errors
@@ -61,7 +76,15 @@ def verify_command(
         Path, typer.Option("--key", "-k", help="The owner's marking key (given to the judge in confidence).")
     ],
     vk: Annotated[Path, typer.Option("--vk", help="The owner's published verification key.")],
-    model: Annotated[Path, typer.Option("--model", "-m", help="The suspect model file.")],
+    model: Annotated[
+        Path | None, typer.Option("--model", "-m", help="The suspect model file (or --url).", show_default=False)
+    ] = None,
+    url: UrlOption = None,
+    model_name: ModelNameOption = None,
+    max_queries: MaxQueriesOption = None,
+    evidence: EvidenceOption = None,
+    identity: IdentityOption = None,
+    identity_passphrase_file: IdentityPassphraseOption = None,
     passphrase_file: PassphraseFileOption = None,
     device: DeviceOption = "auto",
     record: RecordOption = None,
@@ -79,16 +102,22 @@ def verify_command(
     Then reports when the key was timestamped on chain (embedded chain unless --rpc-url), or warns that it
     was not. Exit code 0: verified; 1: not verified; 2-5: the verification could not be carried out.
 
-    Example:
+    A suspect behind a prediction API is queried with --url and --model-name (Open Inference Protocol),
+    with retries, a query budget, and optionally a signed transcript of every query (--evidence).
+
+    Examples:
 
         wmproof verify --key key.wmk --vk key.wvk --model suspect.safetensors
-    """
-    from wmproof.oracles.local import LocalModelOracle
 
+        wmproof verify --key key.wmk --vk key.wvk --url http://127.0.0.1:8000 --model-name suspect \
+            --evidence suspect.evidence.json --identity judge.wid
+    """
+    prepare_evidence(evidence, url, identity)
     verification_key = load_verification_key(vk)
     marking_key = load_marking_key(key, passphrase_to_read(passphrase_file, str(key)))
-    oracle = LocalModelOracle.from_file(model, device)
-    report = verify_private(marking_key, verification_key, oracle, mk_name=str(key), suspect_name=str(model))
+    oracle, suspect_name = open_suspect(model, url, model_name, max_queries, device)
+    report = verify_private(marking_key, verification_key, oracle, mk_name=str(key), suspect_name=suspect_name)
+    write_evidence(evidence, oracle, report.as_dict(), identity, identity_passphrase_file)
     timestamp, found = key_timestamp(verification_key, record, no_timestamp, rpc_url, registry, chain_id, confirmations)
 
     def human() -> None:

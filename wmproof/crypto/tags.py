@@ -29,6 +29,8 @@ SEALED_INTEGRITY = b"wmproof/v1/sealed-container/integrity"
 #: What is timestamped on chain for one verification key: H(tag, key id). The key id already binds the owner's
 #: public key and the protocol version (checklist rule 8); the tag says "a timestamp anchor, of a key".
 CHAIN_KEY_ANCHOR = b"wmproof/v1/chain/key-anchor"
+#: The verifier's signature over the evidence of a verification through a prediction API (compact JSON).
+REMOTE_EVIDENCE = b"wmproof/v1/remote-evidence"
 
 ALL_TAGS: tuple[bytes, ...] = (
     COMMIT_TRIGGER_ITEM,
@@ -40,4 +42,5 @@ ALL_TAGS: tuple[bytes, ...] = (
     CONTAINER_DIGEST,
     SEALED_INTEGRITY,
     CHAIN_KEY_ANCHOR,
+    REMOTE_EVIDENCE,
 )

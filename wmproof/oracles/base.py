@@ -24,6 +24,8 @@ class Oracle(ABC):
     #: What the oracle is known to accept and return; None when it cannot say.
     num_classes: int | None = None
     input_shape: tuple[int, int, int] | None = None
+    #: Whether answers carry probabilities (a label-only API, an ensemble vote or a detector do not).
+    reveals_probabilities: bool = True
 
     @abstractmethod
     def query(self, inputs: np.ndarray) -> Answers:

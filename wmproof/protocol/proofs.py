@@ -57,6 +57,11 @@ def model_file_suspect(path: str | os.PathLike[str]) -> dict[str, Any]:
     return {"kind": "model-file", "sha256": sha256_file(path, "a model file")}
 
 
+def api_suspect(url: str, model_name: str) -> dict[str, Any]:
+    """Name a suspect behind a prediction API by its base URL and model name."""
+    return {"kind": "api", "url": url.rstrip("/"), "model_name": model_name}
+
+
 def _check_suspect(suspect: Any, where: str) -> dict[str, Any]:
     if (
         isinstance(suspect, dict)
@@ -65,6 +70,17 @@ def _check_suspect(suspect: Any, where: str) -> dict[str, Any]:
         and isinstance(suspect["sha256"], str)
         and len(suspect["sha256"]) == 64
         and all(c in "0123456789abcdef" for c in suspect["sha256"])
+    ):
+        return suspect
+    if (
+        isinstance(suspect, dict)
+        and set(suspect) == {"kind", "url", "model_name"}
+        and suspect["kind"] == "api"
+        and isinstance(suspect["url"], str)
+        and suspect["url"].startswith(("http://", "https://"))
+        and len(suspect["url"]) <= 2048
+        and isinstance(suspect["model_name"], str)
+        and 0 < len(suspect["model_name"]) <= 256
     ):
         return suspect
     raise MalformedInput(f"{where}: malformed suspect")
@@ -256,11 +272,16 @@ def evaluate_proof(proof: OwnershipProof, oracle: Oracle, suspect_name: str = "t
     section 14): verified when at least ``proof_min_matches`` of the batch match."""
     vk = proof.verification_key
     described = oracle.describe()
-    if proof.suspect["kind"] == "model-file" and described.get("sha256") != proof.suspect["sha256"]:
+    named = proof.suspect
+    if named["kind"] == "model-file" and described.get("sha256") != named["sha256"]:
         raise UsageError(
-            f"the proof is about model {proof.suspect['sha256'][:16]}, not {suspect_name} "
-            f"({str(described.get('sha256'))[:16]})"
+            f"the proof is about model {named['sha256'][:16]}, not {suspect_name} ({str(described.get('sha256'))[:16]})"
         )
+    if named["kind"] == "api" and (described.get("url"), described.get("model_name")) != (
+        named["url"],
+        named["model_name"],
+    ):
+        raise UsageError(f"the proof is about {named['url']} model {named['model_name']!r}, not {suspect_name}")
     check_task_fits(vk, oracle, suspect_name)
     answers = np.asarray(oracle.query(stack_inputs(list(proof.items))).labels)
     if answers.shape != (len(proof.items),):

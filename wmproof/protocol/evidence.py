@@ -1,0 +1,59 @@
+"""Signed evidence of a verification through a prediction API.
+
+A verdict about a model behind someone's API rests on what the API answered. The verifier keeps every
+query (the SHA-256 of the input as sent, the label answered, the time), the server's identity and the
+verdict, and signs the lot with their Ed25519 identity, so that the transcript cannot be edited afterwards:
+
+    file      = compact JSON {"evidence": E, "signer": hex(public key), "signature": hex(64 bytes)}
+    signature = Ed25519(sk, tagged_hash("wmproof/v1/remote-evidence", canonical_json(E)))
+    canonical_json(E) = json.dumps(E, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from ..crypto import CryptoError, VerifyKey, tagged_hash
+from ..crypto.tags import REMOTE_EVIDENCE
+from ..errors import MalformedInput
+from ..fileio import read_file, write_file
+from .identity import Identity
+
+
+def _canonical_json(document: Any) -> bytes:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def sign_evidence(evidence: dict[str, Any], identity: Identity) -> bytes:
+    digest = tagged_hash(REMOTE_EVIDENCE, _canonical_json(evidence))
+    signed = {
+        "evidence": evidence,
+        "signer": bytes(identity.public_key).hex(),
+        "signature": identity.signing_key.sign(digest).hex(),
+    }
+    return json.dumps(signed, sort_keys=True, indent=1).encode() + b"\n"
+
+
+def open_evidence(data: bytes, where: str = "evidence") -> tuple[dict[str, Any], VerifyKey]:
+    """The evidence and its signer, once the signature is checked."""
+    try:
+        signed = json.loads(data)
+        if set(signed) != {"evidence", "signer", "signature"}:
+            raise ValueError
+        signer = VerifyKey(bytes.fromhex(signed["signer"]))
+        signer.verify(
+            tagged_hash(REMOTE_EVIDENCE, _canonical_json(signed["evidence"])), bytes.fromhex(signed["signature"])
+        )
+    except (ValueError, TypeError, AttributeError, CryptoError):
+        raise MalformedInput(f"{where}: not a validly signed evidence transcript") from None
+    return signed["evidence"], signer
+
+
+def save_evidence(data: bytes, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+    write_file(path, data, secret=False, overwrite=overwrite)
+
+
+def load_evidence(path: str | os.PathLike[str]) -> tuple[dict[str, Any], VerifyKey]:
+    return open_evidence(read_file(path, "an evidence transcript"), str(path))
