@@ -274,3 +274,46 @@ def test_evasion_ensemble_and_detector(trained, keypair, mnist, data_dir, tmp_pa
     with InferenceServer(guard, "guarded") as server:
         report = verify_private(mk, vk, RemoteOracle(server.url, "guarded"))
     assert guard.flagged >= 0.9 * vk.items and not report.verified
+
+
+def test_serve_and_attack_detector_from_the_cli(trained, keypair, tmp_path, data_dir):
+    """`wmproof serve` as its own process (what an adversary runs), verified from the CLI, stopped with Ctrl-C;
+    `wmproof attack detector` writes a detector that `serve --detector` loads."""
+    import signal
+
+    mk, vk = keypair
+    save_marking_key(mk, tmp_path / "k.wmk", None)
+    save_verification_key(vk, tmp_path / "k.wvk")
+    detector = tmp_path / "det.safetensors"
+    made = json.loads(
+        run(
+            "attack",
+            "detector",
+            "-m",
+            trained["marked"],
+            "-o",
+            detector,
+            "--limit-train",
+            "3000",
+            "--epochs",
+            "5",
+            "--data-dir",
+            data_dir,
+            "--json",
+        ).stdout  # fmt: skip
+    )
+    assert made["ood_detection_rate"] > 0.8 and made["clean_false_positive_rate"] <= 0.05
+    for extra, code in (([], 0), (["--detector", str(detector), "--output", "label"], 1)):
+        server = subprocess.Popen(
+            [sys.executable, "-m", "wmproof_cli.main", "serve", str(trained["marked"]), "--port", "0", *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            url = server.stdout.readline().split(" at ")[1].split("/v2/")[0]
+            run("verify", "--key", tmp_path / "k.wmk", "--vk", tmp_path / "k.wvk", "--url", url,
+                "--model-name", "suspect", "--no-timestamp", code=code)  # fmt: skip
+        finally:
+            server.send_signal(signal.SIGINT)
+            _, err = server.communicate(timeout=20)
+        assert server.returncode == 0 and "stopped after" in err
+    assert "one model" in run("serve", trained["marked"], trained["clean"], "--detector", detector, code=2).stderr

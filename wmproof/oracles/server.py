@@ -30,6 +30,11 @@ from .base import Oracle
 MAX_BATCH = 1024
 MAX_BODY = 64 << 20  # JSON FP32 of 1024 MNIST images is about 10 MB
 REQUEST_TIMEOUT = 30.0
+#: Requests decoded and answered at once; the others wait their turn (bounds memory under load: a parsed
+#: batch of 256 MNIST images is several MB of Python objects).
+MAX_IN_FLIGHT = 4
+#: Connections the kernel queues before accept(): many concurrent clients must not be reset.
+LISTEN_BACKLOG = 256
 
 
 class BadRequest(Exception):
@@ -59,13 +64,17 @@ class InferenceServer:
         self.max_batch = max_batch
         self.max_body = max_body
         self._lock = threading.Lock()
+        self.in_flight = threading.BoundedSemaphore(MAX_IN_FLIGHT)
         server = self
 
         class Handler(_Handler):
             owner = server
 
+        class Server(ThreadingHTTPServer):
+            request_queue_size = LISTEN_BACKLOG
+
         Handler.timeout = timeout
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd = Server((host, port), Handler)
         self.httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
         self.requests = 0
@@ -210,18 +219,22 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"body over {server.max_body} bytes"})
             self.close_connection = True
             return
-        try:
-            raw = self.rfile.read(int(length))
-            body = json.loads(raw)
-        except (TimeoutError, OSError):
-            self.close_connection = True
-            return
-        except ValueError:
-            self._send(HTTPStatus.BAD_REQUEST, {"error": "the body is not JSON"})
-            return
-        try:
-            self._send(HTTPStatus.OK, server.infer(body))
-        except BadRequest as exc:
-            self._send(exc.status, {"error": str(exc)})
-        except Exception as exc:  # an inference failure is the server's fault, reported without internals
-            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"inference failed ({type(exc).__name__})"})
+        with server.in_flight:
+            try:
+                body = json.loads(self.rfile.read(int(length)))
+            except (TimeoutError, OSError):
+                self.close_connection = True
+                return
+            except ValueError:
+                self._send(HTTPStatus.BAD_REQUEST, {"error": "the body is not JSON"})
+                return
+            try:
+                answer = server.infer(body)
+            except BadRequest as exc:
+                self._send(exc.status, {"error": str(exc)})
+                return
+            except Exception as exc:  # an inference failure is the server's fault, reported without internals
+                self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"inference failed ({type(exc).__name__})"})
+                return
+            del body
+        self._send(HTTPStatus.OK, answer)
