@@ -49,3 +49,28 @@ def test_a_proof_is_checked_without_torch_or_web3(checker_venv, trained):
     needs_torch = check(str(CORPUS / "valid.wpf"), "--model", str(trained["marked"]), "--no-timestamp")
     assert needs_torch.returncode == 2 and "wmproof[ml]" in needs_torch.stderr
     assert needs_torch.stderr.count("\n") == 1  # one line, no traceback
+
+
+@pytest.mark.slow
+def test_a_proof_about_an_api_is_evaluated_without_torch(checker_venv, trained, keypair, owner, tmp_path):
+    """The checker queries the suspect's API itself: a verdict with no torch installed."""
+    from wmproof.oracles.local import LocalModelOracle
+    from wmproof.oracles.server import InferenceServer
+    from wmproof.protocol.proofs import api_suspect, make_proof, save_proof
+
+    mk, vk = keypair
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "WMPROOF_HOME": str(tmp_path / "home")}
+    wmproof = str(checker_venv / "bin" / "wmproof")
+    for name, code in (("marked", 0), ("independent", 1)):
+        with InferenceServer(LocalModelOracle.from_file(trained[name], "cpu"), "suspect") as server:
+            proof, _ = make_proof(mk, vk, owner, api_suspect(server.url, "suspect"))
+            save_proof(proof, tmp_path / f"{name}.wpf")
+            done = subprocess.run(
+                [wmproof, "check", str(tmp_path / f"{name}.wpf"), "--url", server.url, "--model-name", "suspect",
+                 "--no-timestamp", "--json"],
+                capture_output=True, text=True, env=env,
+            )  # fmt: skip
+        assert done.returncode == code, done.stderr
+        report = json.loads(done.stdout)
+        assert report["verdict"] == ("verified" if code == 0 else "rejected")
+        assert report["suspect"]["kind"] == "remote-api"
