@@ -33,6 +33,9 @@ test: venv node
 bench: venv node
 	$(BIN)/python benchmarks/engine.py
 	$(BIN)/python benchmarks/chain.py
+	$(BIN)/python benchmarks/proofs.py
+	$(BIN)/python benchmarks/evasion.py
+	@echo "benchmarks/serve.py needs a model file: $(BIN)/python benchmarks/serve.py --model FILE"
 
 # Rebuild the registry contract's committed artifact (tests check that a rebuild is byte-identical).
 contracts: node
