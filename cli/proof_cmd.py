@@ -79,6 +79,8 @@ def prove_command(
 
     if (model is None) == (url is None) or (url is not None and not model_name):
         raise UsageError("name the suspect with --model FILE or with --url URL --model-name NAME")
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise UsageError(f"--url must be an http:// or https:// URL, not {url!r}")
     suspect = model_file_suspect(model) if model is not None else api_suspect(url, model_name)  # type: ignore[arg-type]
     check_outputs(out, overwrite=overwrite)
     verification_key = load_verification_key(vk)

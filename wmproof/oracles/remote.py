@@ -108,8 +108,10 @@ class RemoteOracle(Oracle):
                     raise UsageError(f"{self.url}: no model named {self.model_name!r} ({detail})") from None
                 raise MalformedInput(f"{self.url}: the server refused the request: HTTP {status} ({detail})") from None
             except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+                reason = getattr(exc, "reason", exc)
+                if isinstance(reason, ConnectionRefusedError) and not self.server:  # never reached: a wrong URL
+                    raise RemoteUnavailable(f"{self.url}: connection refused (is the API running?)") from None
                 if attempt == self.retries:
-                    reason = getattr(exc, "reason", exc)
                     raise RemoteUnavailable(
                         f"{self.url}: unreachable after {self.retries + 1} tries ({reason})"
                     ) from None
