@@ -154,3 +154,78 @@ def detector_command(
             f"{result.clean_false_positive_rate:.1%} of held-out MNIST"
         ),
     )
+
+
+def _model_attack_command(name: str):
+    def command(
+        model: Annotated[Path, typer.Option("--model", "-m", help="The model to attack.")],
+        out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the attacked model.")],
+        param: Annotated[
+            list[str] | None, typer.Option("--param", help="Attack parameter KEY=VALUE (repeatable).")
+        ] = None,
+        seed: Annotated[int, typer.Option("--seed", help="Seed of the attack's randomness.")] = 0,
+        limit_train: LimitOption = None,
+        data_dir: DataDirOption = None,
+        device: DeviceOption = "auto",
+        overwrite: OverwriteOption = False,
+        as_json: JsonOption = False,
+    ) -> None:
+        from wmproof.attacks import get_attack
+        from wmproof.attacks.base import AttackContext
+        from wmproof.engine.device import resolve_device
+        from wmproof.engine.models import load_model, save_model
+
+        from .common import check_outputs
+        from .keygen_cmd import parse_params
+
+        attack = get_attack(name)
+        options = attack.options({k: str(v) for k, v in parse_params(param or []).items()})
+        check_outputs(out, overwrite=overwrite)
+        dev = resolve_device(device)
+        loaded = load_model(model, dev)
+        images = labels = None
+        if attack.needs_data:
+            from wmproof.engine.data import load_image_dataset
+
+            train = load_image_dataset("mnist", "train", data_dir).subset(limit_train)
+            images, labels = train.images, train.labels
+        result = attack.apply(loaded.module, AttackContext(dev, images, labels, seed), **options)
+        save_model(loaded.module, out, loaded.architecture, loaded.arguments, overwrite=overwrite)
+        data = {"attack": name, "citation": attack.citation, "options": options, "model": str(out), **result.summary}
+        emit(data, as_json, lambda: stdout.print(f"{name} ({attack.citation}): {result.summary} -> {out}"))
+
+    command.__doc__ = f"Run the {name} attack on a model file (see `wmproof attack list`)."
+    return command
+
+
+@attack_app.command("list")
+@handle_errors
+def list_attacks(as_json: JsonOption = False) -> None:
+    """The model attacks, their papers and parameters."""
+    from wmproof.attacks import ATTACKS, get_attack
+
+    listing = {
+        name: {
+            "citation": a.citation,
+            "parameters": {k: {"default": d, "help": h} for k, (d, h) in a.parameters.items()},
+        }
+        for name, a in ((n, get_attack(n)) for n in ATTACKS)
+    }
+
+    def human() -> None:
+        for name, entry in listing.items():
+            stdout.print(f"[bold]{name}[/]  ({entry['citation']})", markup=True)
+            for key, p in entry["parameters"].items():
+                stdout.print(f"    --param {key}={p['default']}  {p['help']}", highlight=False)
+
+    emit(listing, as_json, human)
+
+
+def _register_model_attacks() -> None:
+    from wmproof.attacks import ATTACKS
+
+    for name in ATTACKS:
+        attack_app.command(name)(handle_errors(_model_attack_command(name)))
+
+
+_register_model_attacks()
