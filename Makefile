@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # wants a newer one, would pull several GB of CUDA packages.
 TORCH  := torch==2.13.0
 
-.PHONY: venv node demo test bench vectors contracts clean
+.PHONY: venv node demo test bench repro vectors contracts clean
 
 $(BIN)/wmproof: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ bench: venv node
 	$(BIN)/python benchmarks/proofs.py
 	$(BIN)/python benchmarks/evasion.py
 	@echo "benchmarks/serve.py needs a model file: $(BIN)/python benchmarks/serve.py --model FILE"
+
+# The reproductions (docs/reproductions/): numbers and plots, regenerated. CPU configuration: about 20 minutes.
+repro: venv
+	$(BIN)/python -m pip install --quiet -e ".[ml,chain,test,repro]"
+	$(BIN)/python experiments/frontier_stitching.py
 
 # Rebuild the registry contract's committed artifact (tests check that a rebuild is byte-identical).
 contracts: node

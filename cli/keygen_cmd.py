@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from wmproof.engine.data import image_dataset_spec
+from wmproof.engine.data import ImageDatasetSpec, image_dataset_spec
 from wmproof.errors import UsageError
 from wmproof.protocol import (
     keygen,
@@ -15,7 +15,7 @@ from wmproof.protocol import (
     save_marking_key,
     save_verification_key,
 )
-from wmproof.schemes import scheme_names
+from wmproof.schemes import KeyGenContext, get_scheme, scheme_names
 from wmproof.stats import format_probability, parse_probability
 
 from .chain_cmd import (
@@ -30,8 +30,11 @@ from .chain_cmd import (
     print_timestamp,
 )
 from .common import (
+    DataDirOption,
     DatasetOption,
+    DeviceOption,
     JsonOption,
+    LimitOption,
     NoPassphraseOption,
     OverwriteOption,
     PassphraseFileOption,
@@ -55,6 +58,34 @@ def parse_params(pairs: list[str]) -> dict[str, object]:
     return params
 
 
+def model_context(
+    path: Path,
+    dataset: str,
+    data_dir: Path | None,
+    limit_train: int | None,
+    device: str,
+    params: dict[str, object],
+    spec: ImageDatasetSpec,
+) -> KeyGenContext:
+    """What a model-derived scheme makes its items from: the model (on ``device``) and the training data."""
+    from wmproof.engine.data import load_image_dataset
+    from wmproof.engine.device import resolve_device
+    from wmproof.engine.models import load_model
+
+    loaded = load_model(path, resolve_device(device))
+    if loaded.num_classes != spec.num_classes or tuple(loaded.input_shape) != tuple(spec.input_shape):
+        raise UsageError(f"{path} is not a {dataset} model ({loaded.num_classes} classes)")
+    train = load_image_dataset(dataset, "train", data_dir).subset(limit_train)
+    note(f"building the key from {path} and {len(train)} {dataset} training images on {resolve_device(device)}")
+    return KeyGenContext(
+        num_classes=spec.num_classes,
+        input_shape=spec.input_shape,
+        params=params,
+        model=loaded,
+        data=(train.images, train.labels),
+    )
+
+
 @handle_errors
 def keygen_command(
     identity: Annotated[Path, typer.Option("--identity", "-i", help="The owner identity that signs the key.")],
@@ -67,6 +98,19 @@ def keygen_command(
     ] = "adi-backdoor",
     items: Annotated[int, typer.Option("--items", "-n", help="Number of trigger items.", min=1)] = 100,
     dataset: DatasetOption = "mnist",
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="The model the key is made from, for schemes whose items depend on it (frontier-stitching); "
+            "mark this same model.",
+            show_default=False,
+        ),
+    ] = None,
+    data_dir: DataDirOption = None,
+    limit_train: LimitOption = None,
+    device: DeviceOption = "auto",
     alpha: Annotated[
         str, typer.Option("--alpha", help="Significance level bound into the key (0.05, 1e-6, 1/1000).")
     ] = "1e-6",
@@ -118,11 +162,25 @@ def keygen_command(
     the Merkle root of the commitments and the decision rules, signed by your identity. Publish it and
     timestamp it (`wmproof publish`) before you distribute the model.
 
-    Example:
+    Frontier stitching (--scheme frontier-stitching, Le Merrer et al.) makes its items from the model you
+    will mark (--model) and its training data: FGSM adversaries near the model's decision frontier
+    (--param epsilon=0.25 --param norm=linf|l2|l1). Its keys are verified privately by a judge only.
+
+    Examples:
 
         wmproof keygen -i alice.wid --marking-key key.wmk --verification-key key.wvk --passphrase-file pw.txt
+
+        wmproof keygen -i alice.wid --scheme frontier-stitching --model clean.safetensors -n 100 --alpha 0.05 \
+            --marking-key fs.wmk --verification-key fs.wvk --passphrase-file pw.txt
     """
     spec = image_dataset_spec(dataset)
+    chosen = get_scheme(scheme)
+    if chosen.needs_model and model is None:
+        raise UsageError(f"{scheme} keys are made from the model to mark: give it with --model")
+    if model is not None and not chosen.needs_model:
+        raise UsageError(f"{scheme} keys do not depend on a model: drop --model")
+    if proof_items not in (None, items) and not chosen.publicly_checkable:
+        raise UsageError(f"{scheme} keys have no public proofs (a judge verifies them privately): drop --proof-items")
     try:
         significance = parse_probability(alpha)
     except ValueError as exc:
@@ -130,6 +188,9 @@ def keygen_command(
     check_outputs(marking_key, verification_key, overwrite=overwrite)
     key_passphrase = passphrase_to_write(passphrase_file, no_passphrase, "the marking key")
     owner = load_identity(identity, passphrase_to_read(identity_passphrase_file, str(identity)))
+    context = None
+    if model is not None:
+        context = model_context(model, dataset, data_dir, limit_train, device, parse_params(param or []), spec)
     options = dict(
         items=items,
         num_classes=spec.num_classes,
@@ -137,6 +198,7 @@ def keygen_command(
         params=parse_params(param or []),
         alpha=significance,
         batch_size=proof_items,
+        context=context,
     )
     found = None
     if beacon:
@@ -173,13 +235,16 @@ def keygen_command(
             f"{spec.num_classes} classes)"
         )
         stdout.print(
-            f"decision      verified when >= {vk.min_matches} of {items} items match "
-            f"(exact binomial, p0 = 1/{spec.num_classes}, alpha = {format_probability(vk.alpha)})"
+            f"decision      verified when >= {vk.min_matches} of {items} items match, at most "
+            f"{items - vk.min_matches} errors (exact binomial, p0 = {vk.p0}, alpha = {format_probability(vk.alpha)})"
         )
-        stdout.print(
-            f"public proofs {len(vk.batches)} of {vk.batch_size} items each, verified when >= "
-            f"{vk.proof_min_matches} match"
-        )
+        if chosen.publicly_checkable:
+            stdout.print(
+                f"public proofs {len(vk.batches)} of {vk.batch_size} items each, verified when >= "
+                f"{vk.proof_min_matches} match"
+            )
+        else:
+            stdout.print("public proofs none: the items are made from your model; a judge verifies privately")
         stdout.print(f"owner         {vk.owner.fingerprint}")
         if found is not None and vk.beacon is not None:
             stdout.print(

@@ -129,7 +129,16 @@ def mark_command(
         str | None, typer.Option("--arch", help="Architecture for --from-scratch.", show_default=False)
     ] = None,
     dataset: DatasetOption = "mnist",
-    max_epochs: Annotated[int, typer.Option("--max-epochs", help="Upper bound on training epochs.", min=1)] = 20,
+    max_epochs: Annotated[
+        int | None,
+        typer.Option(
+            "--max-epochs",
+            help="Upper bound on training epochs (default: the scheme's, 20 for adi-backdoor, 100 for "
+            "frontier-stitching).",
+            show_default=False,
+            min=1,
+        ),
+    ] = None,
     min_epochs: Annotated[
         int | None,
         typer.Option(
@@ -165,6 +174,9 @@ def mark_command(
     PreTrained (default): continue training --model with the trigger items mixed into every batch.
     FromScratch: --from-scratch --arch NAME trains a new model with them from the start. Training stops
     once the triggers are learned (--target-trigger-accuracy), after --min-epochs, within --max-epochs.
+    A frontier-stitching key is embedded into the model it was made from, fine-tuned at a tenth of the
+    learning rate (Le Merrer et al. 3.2); if its items are not all learned within --max-epochs, marking
+    gives up and writes nothing.
 
     Examples:
 
@@ -178,6 +190,7 @@ def mark_command(
     from wmproof.engine.train import TensorData, accuracy, recipe_config
     from wmproof.errors import UsageError
     from wmproof.protocol import load_marking_key, mark
+    from wmproof.schemes import get_scheme
 
     if from_scratch == (model is not None):
         raise UsageError("give either --model (PreTrained) or --from-scratch --arch NAME (FromScratch)")
@@ -187,6 +200,8 @@ def mark_command(
         raise UsageError("--arch is for --from-scratch; a --model brings its own architecture")
     check_outputs(out, overwrite=overwrite)
     mk = load_marking_key(key, passphrase_to_read(passphrase_file, str(key)))
+    if max_epochs is None:
+        max_epochs = get_scheme(mk.scheme).default_max_epochs
     dev = resolve_device(device)
     base = load_model(model, dev) if model is not None else None
     arch_name = base.architecture if base is not None else arch

@@ -55,6 +55,7 @@ def print_report(report: VerificationReport) -> None:
     verdict = "[bold green]VERIFIED[/]" if report.verified else "[bold red]NOT VERIFIED[/]"
     stdout.print(f"verdict      {verdict}", markup=True)
     stdout.print(f"matches      {t.matches} of {t.n} trigger items (needed >= {t.min_matches})")
+    stdout.print(f"errors       {t.errors} of {t.n} (at most {t.errors_tolerated} tolerated)")
     stdout.print(
         f"p-value      {format_probability(t.p_value)}  (exact one-sided binomial, p0 = {t.p0}, "
         f"alpha = {format_probability(t.alpha)})"

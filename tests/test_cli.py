@@ -168,6 +168,8 @@ def test_verify_exit_codes(owner_files, trained, keypair, tmp_path):
         "p0",
         "alpha",
         "min_matches",
+        "errors",
+        "errors_tolerated",
         "p_value",
         "significant",
     }

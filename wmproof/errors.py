@@ -34,6 +34,10 @@ class UsageError(WmproofError):
     exit_code = ExitCode.USAGE
 
 
+class EmbeddingFailed(UsageError):
+    """Marking gave up: its training bound was reached with key items still not learned (nothing is written)."""
+
+
 class WrongPassphrase(UsageError):
     """A sealed file could not be decrypted: wrong passphrase, or a modified file (the AEAD cannot tell)."""
 

@@ -109,6 +109,11 @@ class BinomialTest:
     def errors(self) -> int:
         return self.n - self.matches
 
+    @property
+    def errors_tolerated(self) -> int:
+        """The most mismatches still significant (Le Merrer et al.'s theta: 41 of 100 at alpha = 0.05)."""
+        return max(self.n - self.min_matches, -1)
+
     def as_dict(self) -> dict[str, object]:
         return {
             "test": "exact one-sided binomial",
@@ -117,6 +122,8 @@ class BinomialTest:
             "p0": str(self.p0),
             "alpha": format_probability(self.alpha),
             "min_matches": self.min_matches,
+            "errors": self.errors,
+            "errors_tolerated": self.errors_tolerated,
             "p_value": format_probability(self.p_value),
             "significant": self.significant,
         }

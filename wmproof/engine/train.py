@@ -204,9 +204,12 @@ def evaluation_plan(model: nn.Module, device: torch.device) -> tuple[int, bool]:
     return 1024, False
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-    """Logits for every row of ``x`` (float, [0, 1]), on ``x``'s device, model in eval mode."""
+    """Logits for every row of ``x`` (float, [0, 1]), on ``x``'s device, model in eval mode.
+
+    ``no_grad``, not ``inference_mode``: the channels-last round trip rewrites the parameters, and under
+    inference mode they would come back as inference tensors that no later training or FGSM step can use."""
     model.eval()
     device = x.device
     planned_batch, channels_last = evaluation_plan(model, device)

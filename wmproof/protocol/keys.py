@@ -20,6 +20,7 @@ to how the evidence will be judged before any suspect model is seen.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import struct
 import time
@@ -136,8 +137,14 @@ def proof_threshold(
     :func:`wmproof.stats.cut_and_choose_soundness` (forged items that escape the opening, all in this batch,
     with 2^grinding_bits offline retries of the challenge: 80 bits, or 0 with a beacon) stays below alpha
     (checklist rule 2).
+
+    For a scheme whose items nobody can check (``Scheme.publicly_checkable`` false: frontier stitching), no
+    threshold makes a public proof sound, since every item could be crafted; the key records ``batch_size + 1``,
+    a threshold no proof can reach, and ``wmproof prove`` refuses such keys.
     """
     scheme = get_scheme(scheme_name)
+    if not scheme.publicly_checkable:
+        return batch_size + 1
     p0 = scheme.null_match_probability(num_classes)
     if scheme.seed_derived:
         return min_matches(batch_size, p0, alpha)
@@ -245,7 +252,8 @@ class VerificationKey:
             "items": self.items,
             "committed": self.committed,
             "batch_size": self.batch_size,
-            "proofs": len(self.batches),
+            # public proofs this key can make: none when its items cannot be checked (protocol.md 14.3)
+            "proofs": len(self.batches) if get_scheme(self.scheme).publicly_checkable else 0,
             "merkle_root": self.merkle_root.hex(),
             "alpha": str(self.alpha),
             "min_matches": self.min_matches,
@@ -588,6 +596,11 @@ def _draw(
     params = scheme.validate_params(params or {})
     if not 1 <= items <= MAX_ITEMS:
         raise UsageError(f"--items must lie in [1, {MAX_ITEMS}]")
+    if not scheme.publicly_checkable and batch_size not in (None, items):
+        raise UsageError(
+            f"{scheme.name} keys have no public proofs (their items cannot be checked by a third party): "
+            "drop --proof-items"
+        )
     batch_size = items if batch_size is None else batch_size
     if not 1 <= batch_size <= items or items % batch_size:
         raise UsageError(f"--proof-items {batch_size} must divide --items {items}")
@@ -598,12 +611,17 @@ def _draw(
     p0 = scheme.null_match_probability(num_classes)
     threshold = min_matches(items, p0, alpha)
     proof_matches = proof_threshold(scheme.name, num_classes, batch_size, items, alpha, grinding_bits)
-    if threshold > items or proof_matches > batch_size:
+    if threshold > items or (scheme.publicly_checkable and proof_matches > batch_size):
         raise UsageError(
             f"with {items} items, proofs of {batch_size} and {num_classes} classes no outcome is significant at "
             f"alpha = {float(alpha):.3g}: use more items (per proof) or a larger alpha"
         )
-    context = context or KeyGenContext(num_classes=num_classes, input_shape=input_shape, params=params)
+    if context is None:
+        context = KeyGenContext(num_classes=num_classes, input_shape=input_shape, params=params)
+    else:
+        context = dataclasses.replace(context, num_classes=num_classes, input_shape=input_shape, params=params)
+    if scheme.needs_model and context.model is None:
+        raise UsageError(f"{scheme.name} keys are made from the model to mark: give it with --model")
     master_seed = entropy(32)
     committed = 2 * items
     generated = scheme.generate_items([(i, item_seed(master_seed, i)) for i in range(committed)], context)

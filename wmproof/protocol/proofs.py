@@ -119,6 +119,16 @@ class OwnershipProof:
 # ------------------------------------------------------------------------------------------------ prove
 
 
+def refuse_unprovable(scheme_name: str) -> None:
+    """Public proofs rest on the cut-and-choose having checked the opened items; a scheme whose items nobody
+    can check (frontier stitching: they are made from the owner's model) has none."""
+    if not get_scheme(scheme_name).publicly_checkable:
+        raise UsageError(
+            f"{scheme_name} keys have no public proofs: their items are made from the owner's model and cannot be "
+            "checked by a third party; a judge verifies them privately (wmproof verify)"
+        )
+
+
 def make_proof(
     mk: MarkingKey,
     vk: VerificationKey,
@@ -131,6 +141,7 @@ def make_proof(
     """Open the next unspent batch (or ``batch``) for ``suspect``; return the signed proof and the marking
     key with that batch recorded as spent (save it before publishing the proof)."""
     check_marking_key(mk, vk)
+    refuse_unprovable(vk.scheme)
     if bytes(identity.public_key) != bytes(vk.owner):
         raise UsageError("the identity is not the key's owner: a proof is signed with the identity that signed the key")
     batches = vk.batches
@@ -182,6 +193,7 @@ def parse_proof(data: bytes, where: str = "proof") -> OwnershipProof:
     vk = parse_verification_key(s["verification_key"], f"{where}: its verification key")
     if bytes(doc.signer) != bytes(vk.owner):
         raise MalformedInput(f"{where} is signed by someone other than the key's owner")
+    refuse_unprovable(vk.scheme)
     batches = vk.batches
     if type(s["batch"]) is not int or not 0 <= s["batch"] < len(batches):
         raise MalformedInput(f"{where}: no proof batch {s['batch']!r} in the key")

@@ -13,9 +13,11 @@ from .base import (
     item_arrays,
     stack_inputs,
 )
+from .frontier_stitching import FrontierStitching
 
 SCHEMES: dict[str, type[Scheme]] = {
     AdiBackdoor.name: AdiBackdoor,
+    FrontierStitching.name: FrontierStitching,
 }
 
 

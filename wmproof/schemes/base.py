@@ -58,7 +58,8 @@ def item_arrays(items: list[TriggerItem]) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class KeyGenContext:
-    """What a scheme may use to generate items. ``model`` and ``data`` are for model-dependent schemes."""
+    """What a scheme may use to generate items. ``model`` (a LoadedModel) and ``data`` (training images and
+    labels, numpy) are for schemes whose items depend on them (``Scheme.needs_model``)."""
 
     num_classes: int
     input_shape: tuple[int, int, int]
@@ -107,6 +108,14 @@ class Scheme(ABC):
     embeddings: ClassVar[tuple[str, ...]]
     #: Whether items come from per-item seeds through a public generator (then they can be re-checked).
     seed_derived: ClassVar[bool]
+    #: Whether anyone can tell a well-formed opened item from a crafted one (``check_item``): what the
+    #: cut-and-choose behind public proofs rests on. Items made from the owner's model and data (frontier
+    #: stitching) cannot be checked, so such keys have no public proofs, only private verification.
+    publicly_checkable: ClassVar[bool] = True
+    #: Whether KeyGen needs the model to mark and its training data (``KeyGenContext.model``/``data``).
+    needs_model: ClassVar[bool] = False
+    #: The default bound on marking epochs (``wmproof mark --max-epochs``).
+    default_max_epochs: ClassVar[int] = 20
 
     @abstractmethod
     def validate_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
