@@ -170,7 +170,7 @@ def keygen_command(
 
         wmproof keygen -i alice.wid --marking-key key.wmk --verification-key key.wvk --passphrase-file pw.txt
 
-        wmproof keygen -i alice.wid --scheme frontier-stitching --model clean.safetensors -n 100 --alpha 0.05 \
+        wmproof keygen -i alice.wid --scheme frontier-stitching --model clean.safetensors --param epsilon=0.1 \
             --marking-key fs.wmk --verification-key fs.wvk --passphrase-file pw.txt
     """
     spec = image_dataset_spec(dataset)
