@@ -282,13 +282,21 @@ def plots(results: dict[str, Any]) -> list[str]:
     names.append("false-positives.png")
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for arch in ARCHITECTURES:
-        for epsilon, style in (("0.1", "-"), ("0.5", ":")):
+    for index, arch in enumerate(ARCHITECTURES):
+        table_epsilon = next((r["epsilon"] for r in runs if r["arch"] == arch and "epsilon" in r), "0.1")
+        for epsilon, style in (("0.025", ":"), (table_epsilon, "-")):
             errors = [e for r in runs if r["arch"] == arch for e in r["false_positives"][epsilon].get("errors", [])]
             if errors:
-                ax.hist(errors, bins=range(0, 101, 4), histtype="step", linestyle=style, label=f"{arch}, ε {epsilon}")
-    ax.axvline(41.5, color="black", linewidth=1)
-    ax.text(40, ax.get_ylim()[1] * 0.9, "41 errors: p < 0.05 ", ha="right")
+                ax.hist(
+                    errors,
+                    bins=range(0, 101, 4),
+                    histtype="step",
+                    linestyle=style,
+                    color=f"C{index}",
+                    label=f"{arch}, ε {epsilon}",
+                )
+    ax.axvline(41.5, color="black", linewidth=1, label="41 errors: limit at p < 0.05")
+    ax.axvline(26.5, color="grey", linewidth=1, linestyle="--", label="26 errors: limit at α = 1e-6")
     ax.set_xlabel("errors of an independent unmarked model on the 100 key items")
     ax.set_ylabel("models")
     ax.legend(fontsize=7)
