@@ -38,3 +38,12 @@ def run(*args: str | Path, code: int | None = 0) -> Result:
         lines = [line for line in result.stderr.splitlines() if not line.startswith("warning: ")]
         assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     return result
+
+
+def sigint_default() -> None:
+    """``preexec_fn`` for a child that a test stops with Ctrl-C: a CI job launched in the background (nohup, a
+    non-interactive shell's ``&``) ignores SIGINT, and children inherit that; reset it so the child's own
+    handler is installed, whatever started the test run."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

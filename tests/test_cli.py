@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import Result, flip_bit, run
+from helpers import Result, flip_bit, run, sigint_default
 
 from wmproof.protocol import load_identity, load_marking_key
 
@@ -331,6 +331,7 @@ def test_console_script_and_ctrl_c_leaves_nothing(tmp_path, data_dir):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=sigint_default,
     )
     line = child.stderr.readline()
     assert line.startswith("training "), line

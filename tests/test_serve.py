@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
-from helpers import run
+from helpers import run, sigint_default
 
 from wmproof.errors import MalformedInput, UsageError
 from wmproof.oracles.local import LocalModelOracle
@@ -306,7 +306,7 @@ def test_serve_and_attack_detector_from_the_cli(trained, keypair, tmp_path, data
     for extra, code in (([], 0), (["--detector", str(detector), "--output", "label"], 1)):
         server = subprocess.Popen(
             [sys.executable, "-m", "wmproof_cli.main", "serve", str(trained["marked"]), "--port", "0", *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_default,
         )  # fmt: skip
         try:
             url = server.stdout.readline().split(" at ")[1].split("/v2/")[0]
