@@ -72,11 +72,12 @@ def model_context(
     from wmproof.engine.device import resolve_device
     from wmproof.engine.models import load_model
 
-    loaded = load_model(path, resolve_device(device))
+    on = resolve_device(device)
+    loaded = load_model(path, on)
     if loaded.num_classes != spec.num_classes or tuple(loaded.input_shape) != tuple(spec.input_shape):
         raise UsageError(f"{path} is not a {dataset} model ({loaded.num_classes} classes)")
     train = load_image_dataset(dataset, "train", data_dir).subset(limit_train)
-    note(f"building the key from {path} and {len(train)} {dataset} training images on {resolve_device(device)}")
+    note(f"building the key from {path} and {len(train)} {dataset} training images on {on}")
     return KeyGenContext(
         num_classes=spec.num_classes,
         input_shape=spec.input_shape,
