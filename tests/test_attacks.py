@@ -71,11 +71,13 @@ def test_overwriting_embeds_a_new_key(marked, keypair, mnist):
     train, test = mnist
     small = train.subset(8000)
     result = get_attack("overwrite").apply(
-        marked.module, AttackContext(CPU, small.images, small.labels, seed=1), adversaries=500, epsilon=0.25, epochs=10,
+        marked.module, AttackContext(CPU, small.images, small.labels, seed=1), adversaries=500, epsilon=0.25, epochs=20,
         lr=1e-3,
     )  # fmt: skip
     s = result.summary
+    # 9 epochs here; the budget is twice that, since another CPU takes another trajectory (on CI, 10 epochs left it at 98.8 %)
     assert s["adversaries"] == 500 and 0 < s["true_adversaries"] <= 500 and s["new_key_accuracy"] >= 0.99
+    assert s["epochs"] < 20  # stopped because the new key was learned, not because the budget ran out
     test_data = TensorData.from_numpy(test.images[:2000], test.labels[:2000], CPU)
     assert accuracy(marked.module, test_data) > 0.85
     report = verify_private(mk, vk, LocalModelOracle(marked))  # measured, not assumed: printed with -s
