@@ -75,7 +75,8 @@ def test_overwriting_embeds_a_new_key(marked, keypair, mnist):
         lr=1e-3,
     )  # fmt: skip
     s = result.summary
-    # 9 epochs here; the budget is twice that, since another CPU takes another trajectory (on CI, 10 epochs left it at 98.8 %)
+    # 9 epochs here; the budget is twice that, since another CPU takes another trajectory
+    # (on CI, 10 epochs left it at 98.8 %)
     assert s["adversaries"] == 500 and 0 < s["true_adversaries"] <= 500 and s["new_key_accuracy"] >= 0.99
     assert s["epochs"] < 20  # stopped because the new key was learned, not because the budget ran out
     test_data = TensorData.from_numpy(test.images[:2000], test.labels[:2000], CPU)

@@ -147,7 +147,7 @@ def test_marking_gives_up_with_a_clear_error_after_its_bound(frontier, mnist):
 
     mk, _, clean, _ = frontier
     train, _ = mnist
-    with pytest.raises(EmbeddingFailed, match=r"gave up after 1 epochs: \d+ of 100 key items"):
+    with pytest.raises(EmbeddingFailed, match=r"gave up after 1 epoch: \d+ of 100 key items"):
         mark(
             mk,
             embedding="pretrained",

@@ -144,8 +144,9 @@ class FrontierStitching(Scheme):
         if reached is None or reached < target:
             with torch.no_grad():
                 wrong = int((model(key.x).argmax(1) != key.y).sum())
+            epochs = len(history.epochs)
             raise EmbeddingFailed(
-                f"gave up after {len(history.epochs)} epochs: {wrong} of {len(key)} key items are still "
+                f"gave up after {epochs} epoch{'' if epochs == 1 else 's'}: {wrong} of {len(key)} key items are still "
                 f"misclassified (raise --max-epochs, or make the key with a smaller epsilon)"
             )
         return Embedded(model=model, epochs=len(history.epochs), history=history)
