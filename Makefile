@@ -35,12 +35,15 @@ bench: venv node
 	$(BIN)/python benchmarks/chain.py
 	$(BIN)/python benchmarks/proofs.py
 	$(BIN)/python benchmarks/evasion.py
+	$(BIN)/python benchmarks/extraction.py
 	@echo "benchmarks/serve.py needs a model file: $(BIN)/python benchmarks/serve.py --model FILE"
 
-# The reproductions (docs/reproductions/): numbers and plots, regenerated. CPU configuration: about 20 minutes.
+# The reproductions (docs/reproductions/): numbers and plots, regenerated. CPU configuration: about 20 minutes
+# (frontier stitching) and 45 (the attack suite) on 2 cores.
 repro: venv
 	$(BIN)/python -m pip install --quiet -e ".[ml,chain,test,repro]"
 	$(BIN)/python experiments/frontier_stitching.py
+	$(BIN)/python experiments/attack_suite.py
 
 # Rebuild the registry contract's committed artifact (tests check that a rebuild is byte-identical).
 contracts: node

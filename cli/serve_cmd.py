@@ -1,4 +1,4 @@
-"""``wmproof serve`` (a prediction API over the Open Inference Protocol) and ``wmproof attack detector``."""
+"""``wmproof serve``: a prediction API over the Open Inference Protocol."""
 
 from __future__ import annotations
 
@@ -10,12 +10,7 @@ import typer
 from wmproof.errors import UsageError
 
 from .common import (
-    DataDirOption,
     DeviceOption,
-    JsonOption,
-    LimitOption,
-    OverwriteOption,
-    emit,
     handle_errors,
     note,
     stdout,
@@ -91,141 +86,3 @@ def serve_command(
         note(f"stopped after {server.requests} requests, {server.images} images")
     finally:
         server.httpd.server_close()
-
-
-attack_app = typer.Typer(help="Attacks on watermarks (the adversary's side).", no_args_is_help=True)
-
-
-@attack_app.command("detector")
-@handle_errors
-def detector_command(
-    model: Annotated[Path, typer.Option("--model", "-m", help="The stolen model the detector will guard.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the detector (safetensors).")],
-    max_false_positive_rate: Annotated[
-        float, typer.Option("--max-fpr", help="Share of clean queries it may flag (sets the threshold).")
-    ] = 0.01,
-    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs.", min=1)] = 20,
-    seed: Annotated[int, typer.Option("--seed", help="Training seed.")] = 0,
-    limit_train: LimitOption = None,
-    data_dir: DataDirOption = None,
-    device: DeviceOption = "auto",
-    overwrite: OverwriteOption = False,
-    as_json: JsonOption = False,
-) -> None:
-    """Train the trigger detector of Hitaj et al. 2019 (section IV) for a stolen MNIST model.
-
-    The adversary's clean data (MNIST training images) against out-of-distribution images (Fashion-MNIST),
-    on the stolen model's penultimate features; the threshold flags at most --max-fpr of held-out clean
-    images. Serve it with `wmproof serve MODEL --detector OUT`.
-
-    Example:
-
-        wmproof attack detector -m stolen.safetensors -o det.safetensors
-    """
-    from wmproof.attacks.detector import train_detector
-    from wmproof.engine.data import load_image_dataset
-    from wmproof.engine.device import resolve_device
-    from wmproof.engine.models import load_model
-
-    from .common import check_outputs
-
-    if not 0 < max_false_positive_rate < 1:
-        raise UsageError("--max-fpr lies strictly between 0 and 1")
-    check_outputs(out, overwrite=overwrite)
-    loaded = load_model(model, resolve_device(device))
-    limit = limit_train or 20_000
-    clean = load_image_dataset("mnist", "train", data_dir).subset(limit)
-    ood = load_image_dataset("fashion-mnist", "train", data_dir).subset(limit)
-    result = train_detector(
-        loaded, clean.images, ood.images, max_false_positive_rate=max_false_positive_rate, epochs=epochs, seed=seed
-    )
-    result.detector.save(out, overwrite=overwrite)
-    data = {
-        "detector": str(out),
-        "threshold": result.detector.threshold,
-        "clean_false_positive_rate": result.clean_false_positive_rate,
-        "ood_detection_rate": result.ood_detection_rate,
-    }
-    emit(
-        data,
-        as_json,
-        lambda: stdout.print(
-            f"detector {out}: flags {result.ood_detection_rate:.1%} of held-out Fashion-MNIST and "
-            f"{result.clean_false_positive_rate:.1%} of held-out MNIST"
-        ),
-    )
-
-
-def _model_attack_command(name: str):
-    def command(
-        model: Annotated[Path, typer.Option("--model", "-m", help="The model to attack.")],
-        out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the attacked model.")],
-        param: Annotated[
-            list[str] | None, typer.Option("--param", help="Attack parameter KEY=VALUE (repeatable).")
-        ] = None,
-        seed: Annotated[int, typer.Option("--seed", help="Seed of the attack's randomness.")] = 0,
-        limit_train: LimitOption = None,
-        data_dir: DataDirOption = None,
-        device: DeviceOption = "auto",
-        overwrite: OverwriteOption = False,
-        as_json: JsonOption = False,
-    ) -> None:
-        from wmproof.attacks import get_attack
-        from wmproof.attacks.base import AttackContext
-        from wmproof.engine.device import resolve_device
-        from wmproof.engine.models import load_model, save_model
-
-        from .common import check_outputs
-        from .keygen_cmd import parse_params
-
-        attack = get_attack(name)
-        options = attack.options({k: str(v) for k, v in parse_params(param or []).items()})
-        check_outputs(out, overwrite=overwrite)
-        dev = resolve_device(device)
-        loaded = load_model(model, dev)
-        images = labels = None
-        if attack.needs_data:
-            from wmproof.engine.data import load_image_dataset
-
-            train = load_image_dataset("mnist", "train", data_dir).subset(limit_train)
-            images, labels = train.images, train.labels
-        result = attack.apply(loaded.module, AttackContext(dev, images, labels, seed), **options)
-        save_model(loaded.module, out, loaded.architecture, loaded.arguments, overwrite=overwrite)
-        data = {"attack": name, "citation": attack.citation, "options": options, "model": str(out), **result.summary}
-        emit(data, as_json, lambda: stdout.print(f"{name} ({attack.citation}): {result.summary} -> {out}"))
-
-    command.__doc__ = f"Run the {name} attack on a model file (see `wmproof attack list`)."
-    return command
-
-
-@attack_app.command("list")
-@handle_errors
-def list_attacks(as_json: JsonOption = False) -> None:
-    """The model attacks, their papers and parameters."""
-    from wmproof.attacks import ATTACKS, get_attack
-
-    listing = {
-        name: {
-            "citation": a.citation,
-            "parameters": {k: {"default": d, "help": h} for k, (d, h) in a.parameters.items()},
-        }
-        for name, a in ((n, get_attack(n)) for n in ATTACKS)
-    }
-
-    def human() -> None:
-        for name, entry in listing.items():
-            stdout.print(f"[bold]{name}[/]  ({entry['citation']})", markup=True)
-            for key, p in entry["parameters"].items():
-                stdout.print(f"    --param {key}={p['default']}  {p['help']}", highlight=False)
-
-    emit(listing, as_json, human)
-
-
-def _register_model_attacks() -> None:
-    from wmproof.attacks import ATTACKS
-
-    for name in ATTACKS:
-        attack_app.command(name)(handle_errors(_model_attack_command(name)))
-
-
-_register_model_attacks()

@@ -29,7 +29,6 @@ import copy
 import json
 import math
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from reporting import log, mean_sd  # experiments/reporting.py (the script's own folder)
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORT = ROOT / "docs" / "reproductions" / "frontier-stitching.md"
@@ -72,10 +72,6 @@ CONFIGS = {
         "full", 5, 20_000, {"mnist_mlp": 20, "mnist_cnn": 12, "mnist_irnn": 30}, 4, TABLE_EPSILON, 8, 40_000
     ),
 }
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------------------------------- the run
@@ -210,7 +206,7 @@ def run(config: Config, out: Path, device_name: str) -> dict[str, Any]:
                 attack = get_attack(name)
                 context = AttackContext(device=device, images=attacker_x, labels=attacker_y, seed=seed)
                 chosen = attack.options({k: str(v) for k, v in options.items()})
-                summary = attack.apply(model, context, **chosen).summary
+                summary = attack.apply(model, context, **chosen)
                 errors = int(100 - key_matches(model, mk.items).sum())
                 return {
                     "summary": {k: v for k, v in summary.items() if not isinstance(v, (list, dict))},
@@ -222,7 +218,7 @@ def run(config: Config, out: Path, device_name: str) -> dict[str, Any]:
 
             run_["pruning"] = {str(rate): attacked("prune", rate=rate) for rate in PRUNING}
             run_["svd"] = {str(rate): attacked("svd", rate=rate) for rate in SVD}
-            run_["overwriting"] = attacked("overwrite")
+            run_["overwriting"] = attacked("overwrite", images=len(attacker_x))
             run_["marked_accuracy"] = accuracy(marked_module, test_tensors)
             results["runs"].append(run_)
             out.write_text(json.dumps(results, indent=1))
@@ -230,13 +226,6 @@ def run(config: Config, out: Path, device_name: str) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------- the report
-
-
-def mean_sd(values: list[float]) -> tuple[float, float]:
-    values = [v for v in values if not math.isnan(v)]
-    if not values:
-        return math.nan, math.nan
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 def pct(values: list[float]) -> str:

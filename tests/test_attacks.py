@@ -51,17 +51,17 @@ def test_pruning_zeroes_exactly_the_rate_and_the_mark_survives_25_percent(marked
     result = get_attack("prune").apply(marked.module, AttackContext(CPU), rate=0.25)
     for p in (p for p in marked.module.parameters() if p.dim() >= 2):
         assert int((p == 0).sum()) >= int(0.25 * p.numel())
-    assert abs(result.summary["fraction"] - 0.25) < 1e-4
+    assert abs(result["fraction"] - 0.25) < 1e-4
     assert verify_private(mk, vk, LocalModelOracle(marked)).verified
-    with pytest.raises(UsageError):
-        get_attack("prune").apply(marked.module, AttackContext(CPU), rate=1.5)
+    with pytest.raises(UsageError, match="below 1"):
+        get_attack("prune").options({"rate": "1.5"})
 
 
 def test_svd_keeps_the_documented_rank(marked):
     result = get_attack("svd").apply(marked.module, AttackContext(CPU), rate=0.5)
     for name, module in marked.module.named_modules():
         if isinstance(module, torch.nn.Linear):
-            keep, full = result.summary["ranks"][name]
+            keep, full = result["ranks"][name]
             assert keep == -(-full // 2) and torch.linalg.matrix_rank(module.weight.detach()) <= keep
 
 
@@ -70,11 +70,9 @@ def test_overwriting_embeds_a_new_key(marked, keypair, mnist):
     mk, vk = keypair
     train, test = mnist
     small = train.subset(8000)
-    result = get_attack("overwrite").apply(
-        marked.module, AttackContext(CPU, small.images, small.labels, seed=1), adversaries=500, epsilon=0.25, epochs=20,
-        lr=1e-3,
-    )  # fmt: skip
-    s = result.summary
+    attack = get_attack("overwrite")
+    options = attack.options({"adversaries": 500, "images": 8000})
+    s = attack.apply(marked.module, AttackContext(CPU, seed=1, images=small.images, labels=small.labels), **options)
     # 9 epochs here; the budget is twice that, since another CPU takes another trajectory
     # (on CI, 10 epochs left it at 98.8 %)
     assert s["adversaries"] == 500 and 0 < s["true_adversaries"] <= 500 and s["new_key_accuracy"] >= 0.99
@@ -107,5 +105,5 @@ def test_attacks_from_the_cli(trained, keypair, tmp_path):
     assert abs((weights == 0).mean() - 0.5) < 1e-3
     assert "no parameter" in run("attack", "svd", "-m", trained["marked"], "-o", tmp_path / "s", "--param", "r=1",
                                  code=2).stderr  # fmt: skip
-    assert "needs more than" in run("attack", "overwrite", "-m", trained["marked"], "-o", tmp_path / "o",
-                                    "--limit-train", "100", code=2).stderr  # fmt: skip
+    assert "images must be at least 5001" in run("attack", "overwrite", "-m", trained["marked"], "-o", tmp_path / "o",
+                                                 "--images", "100", code=2).stderr  # fmt: skip

@@ -11,12 +11,43 @@ import torch
 
 from wmproof.engine.models import (
     ARCHITECTURES,
+    architecture_of,
     build_model,
+    hidden_layer_names,
     load_model,
     model_metadata,
+    output_layer_name,
     save_model,
 )
 from wmproof.errors import FileAccessError, MalformedInput, UsageError
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_every_architecture_names_its_output_and_hidden_layers(name):
+    """The declared output layer is the one whose output is the logits (what FTLL/RTLL retrain and transfer
+    learning keeps aside); hidden layers are dense, convolution or recurrent layers, input to output."""
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    assert architecture_of(model) == name
+    seen = []
+    handle = model.get_submodule(output_layer_name(model)).register_forward_hook(lambda m, i, o: seen.append(o))
+    with torch.no_grad():
+        logits = model(torch.rand(3, 1, 28, 28))
+    handle.remove()
+    assert len(seen) == 1 and torch.equal(seen[0], logits)
+    order = [n for n, _ in model.named_modules()]
+    hidden = hidden_layer_names(model)
+    assert [order.index(h) for h in hidden] == sorted(order.index(h) for h in hidden)
+    for layer in hidden:
+        assert isinstance(model.get_submodule(layer), (torch.nn.Linear, torch.nn.Conv2d, torch.nn.RNN))
+
+
+def test_a_module_from_outside_the_zoo_has_layer_roles_by_default():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    assert architecture_of(model) is None
+    assert output_layer_name(model) == "3" and hidden_layer_names(model) == ("1",)
+    with pytest.raises(UsageError, match="no dense output layer"):
+        output_layer_name(torch.nn.Sequential(torch.nn.ReLU()))
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))

@@ -175,6 +175,12 @@ class _Faulty(BaseHTTPRequestHandler):
             answer["outputs"][0]["shape"] = [answer["outputs"][0]["shape"][0] + 1]
         if fault == "out-of-range":
             answer["outputs"][0]["data"][0] = 99
+        if fault == "probabilities-out-of-range":
+            answer["outputs"][1]["data"][0] = 1.5
+        if fault == "probabilities-short":
+            answer["outputs"][1]["data"].pop()
+        if fault == "probabilities-missing":
+            del answer["outputs"][1]
         self._json(200, answer)
 
 
@@ -205,6 +211,12 @@ def test_faults_are_retried_or_refused_never_a_wrong_verdict(faulty, marked_orac
         handler.script[:] = [fault]
         with pytest.raises(error, match=message):
             RemoteOracle(url, "m", backoff=0.01).query(x)
+    answers = RemoteOracle(url, "m").query(x, probabilities=True)  # what a soft-label extraction asks for
+    assert np.allclose(answers.probabilities, marked_oracle.query(x).probabilities, atol=1e-6)
+    for fault in ("probabilities-out-of-range", "probabilities-short", "probabilities-missing"):
+        handler.script[:] = [fault]
+        with pytest.raises(MalformedInput, match="probabilities"):
+            RemoteOracle(url, "m", backoff=0.01).query(x, probabilities=True)
     handler.script[:] = ["500"] * 10
     with pytest.raises(RemoteUnavailable, match="HTTP 500 after 3 tries"):
         RemoteOracle(url, "m", backoff=0.01, retries=2).query(x)

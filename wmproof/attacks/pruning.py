@@ -7,14 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-from torch import nn
-
-from .base import AttackContext, AttackResult, ModelAttack, check_rate
+from .base import AttackContext, ModelEdit, rate
 
 
-def prunable(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+def prunable(model: Any) -> list[tuple[str, Any]]:
     """The weight tensors of dense, convolution and recurrent layers (not biases, not normalisation)."""
+    from torch import nn
+
     return [
         (name, p)
         for name, p in model.named_parameters()
@@ -25,23 +24,24 @@ def prunable(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
     ]
 
 
-class MagnitudePruning(ModelAttack):
+class MagnitudePruning(ModelEdit):
+    """Zero the smallest weights of every layer."""
+
     name = "prune"
     citation = "Han et al. 2015; Le Merrer et al. 2019, Table 1"
-    parameters = {"rate": (0.25, "fraction of the weights of every layer set to zero, smallest |w| first")}
+    parameters = {"rate": rate("fraction of the weights of every layer set to zero, smallest |w| first", 0.25)}
 
-    def apply(self, model: Any, context: AttackContext, **options: Any) -> AttackResult:
-        rate = float(options["rate"])
-        check_rate(rate)
+    def apply(self, model: Any, context: AttackContext, **options: Any) -> dict[str, Any]:
+        import torch
+
+        fraction = float(options["rate"])
         pruned = total = 0
         with torch.no_grad():
             for _, weight in prunable(model):
-                k = int(rate * weight.numel())
+                k = int(fraction * weight.numel())
                 if k:
                     order = weight.abs().reshape(-1).argsort()
                     weight.view(-1)[order[:k]] = 0.0
                 pruned += k
                 total += weight.numel()
-        return AttackResult(
-            {"rate": rate, "weights_pruned": pruned, "weights": total, "fraction": pruned / max(total, 1)}
-        )
+        return {"rate": fraction, "weights_pruned": pruned, "weights": total, "fraction": pruned / max(total, 1)}

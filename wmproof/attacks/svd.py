@@ -7,20 +7,21 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import torch
-from torch import nn
-
-from .base import AttackContext, AttackResult, ModelAttack, check_rate
+from .base import AttackContext, ModelEdit, rate
 
 
-class TruncatedSVD(ModelAttack):
+class TruncatedSVD(ModelEdit):
+    """Replace every weight matrix by its best low-rank approximation."""
+
     name = "svd"
     citation = "Le Merrer et al. 2019, Table 2"
-    parameters = {"rate": (0.5, "fraction of the singular values of every weight matrix dropped")}
+    parameters = {"rate": rate("fraction of the singular values of every weight matrix dropped", 0.5)}
 
-    def apply(self, model: Any, context: AttackContext, **options: Any) -> AttackResult:
-        rate = float(options["rate"])
-        check_rate(rate)
+    def apply(self, model: Any, context: AttackContext, **options: Any) -> dict[str, Any]:
+        import torch
+        from torch import nn
+
+        fraction = float(options["rate"])
         ranks = {}
         with torch.no_grad():
             for name, module in model.named_modules():
@@ -29,9 +30,9 @@ class TruncatedSVD(ModelAttack):
                 weight = module.weight
                 matrix = weight.reshape(weight.shape[0], -1).float()
                 full = min(matrix.shape)
-                keep = max(1, math.ceil((1.0 - rate) * full))
+                keep = max(1, math.ceil((1.0 - fraction) * full))
                 u, s, vh = torch.linalg.svd(matrix, full_matrices=False)
                 approx = (u[:, :keep] * s[:keep]) @ vh[:keep]
                 weight.copy_(approx.reshape(weight.shape).to(weight.dtype))
                 ranks[name] = [keep, full]
-        return AttackResult({"rate": rate, "ranks": ranks})
+        return {"rate": fraction, "ranks": ranks}

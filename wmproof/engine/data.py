@@ -107,6 +107,12 @@ class ImageData:
             raise UsageError("a subset needs at least one example")
         return ImageData(self.images[:count], self.labels[:count], self.num_classes, self.name, self.split)
 
+    def tail(self, count: int) -> "ImageData":
+        """The last ``count`` examples: an adversary's share, disjoint from an owner's first ones."""
+        if not 1 <= count <= len(self):
+            raise UsageError(f"{self.name} {self.split} has {len(self)} examples; {count} asked for")
+        return ImageData(self.images[-count:], self.labels[-count:], self.num_classes, self.name, self.split)
+
 
 @dataclass(frozen=True)
 class TextData:

@@ -14,6 +14,13 @@ Architectures (each takes ``num_classes`` and ``input_shape`` = (C, H, W)):
 * ``resnet_small`` -- He et al. 2016 section 4.2's CIFAR ResNet (3 stages of 16/32/64 channels,
   depth 6n+2, default 20) with 1x1 projection shortcuts; Adi et al. 2018 used a ResNet-18 on CIFAR.
 
+Every architecture names its layers by role, as class attributes: ``output_layer`` (the dense layer that
+gives the logits: what the fine-tuning attacks of Adi et al. 5.4 retrain, and what transfer learning keeps
+aside) and ``hidden_layers`` (layers whose units or channels are each followed by a ReLU, input to output:
+what neuron pruning may remove, Liu et al. 2018). :func:`output_layer_name` and :func:`hidden_layer_names`
+read them, and fall back, for a module from outside the zoo, on its last ``nn.Linear`` and on its other
+dense, convolution and recurrent layers.
+
 A model file is safetensors: tensors plus string metadata holding the format tag, the architecture name and
 its arguments as canonical JSON. Loading reads that metadata, rebuilds the architecture from the registry
 and loads the tensors with ``strict=True``: no pickle is ever involved.
@@ -118,6 +125,9 @@ def build_model(name: str, **arguments: Any) -> nn.Module:
 
 @register("mnist_mlp", "Keras mnist_mlp: 2x512 ReLU, dropout 0.2", hidden=512, dropout=0.2)
 class MnistMLP(nn.Module):
+    output_layer = "net.7"
+    hidden_layers = ("net.1", "net.4")
+
     def __init__(self, num_classes: int, input_shape: list[int], hidden: int, dropout: float) -> None:
         super().__init__()
         c, h, w = input_shape
@@ -138,6 +148,9 @@ class MnistMLP(nn.Module):
 
 @register("mnist_cnn", "Keras mnist_cnn: conv32-conv64-pool-dense128", recipe=TrainingRecipe(epochs=3))
 class MnistCNN(nn.Module):
+    output_layer = "classifier.4"
+    hidden_layers = ("features.0", "features.2", "classifier.1")
+
     def __init__(self, num_classes: int, input_shape: list[int]) -> None:
         super().__init__()
         c, h, w = input_shape
@@ -171,6 +184,10 @@ class MnistCNN(nn.Module):
     sequence="rows",
 )
 class IRNN(nn.Module):
+    output_layer = "head"
+    #: The recurrent units; their activation is the last step's hidden state, which the head reads.
+    hidden_layers = ("rnn",)
+
     def __init__(self, num_classes: int, input_shape: list[int], hidden: int, sequence: str) -> None:
         super().__init__()
         if sequence not in ("rows", "pixels"):
@@ -222,6 +239,10 @@ class _BasicBlock(nn.Module):
     width=16,
 )
 class ResNetSmall(nn.Module):
+    output_layer = "head.2"
+    #: Batch normalisation sits between every convolution and its ReLU: no layer here is pruned unit by unit.
+    hidden_layers: tuple[str, ...] = ()
+
     def __init__(self, num_classes: int, input_shape: list[int], depth: int, width: int) -> None:
         super().__init__()
         if (depth - 2) % 6 != 0:
@@ -240,6 +261,38 @@ class ResNetSmall(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.stages(self.stem(x)))
+
+
+# -------------------------------------------------------------------------------------------- layer roles
+
+
+def output_layer_name(model: nn.Module) -> str:
+    """The module path of ``model``'s output layer (see the module docstring)."""
+    declared = getattr(type(model), "output_layer", None)
+    if declared is not None:
+        return declared
+    dense = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not dense:
+        raise UsageError(f"{type(model).__name__} has no dense output layer")
+    return dense[-1]
+
+
+def architecture_of(model: nn.Module) -> str | None:
+    """The zoo name of ``model``'s architecture, or None for a module from outside the zoo."""
+    for name, arch in ARCHITECTURES.items():
+        if arch.build is type(model):
+            return name
+    return None
+
+
+def hidden_layer_names(model: nn.Module) -> tuple[str, ...]:
+    """The module paths of ``model``'s hidden layers, input to output (see the module docstring)."""
+    declared = getattr(type(model), "hidden_layers", None)
+    if declared is not None:
+        return tuple(declared)
+    output = output_layer_name(model)
+    kinds = (nn.Linear, nn.Conv2d, nn.RNN)
+    return tuple(name for name, m in model.named_modules() if isinstance(m, kinds) and name != output)
 
 
 # ----------------------------------------------------------------------------------------- model files

@@ -63,7 +63,8 @@ class TrainConfig:
 
 @dataclass
 class TensorData:
-    """Inputs (N, C, H, W) float32 in [0, 1] and labels (N,) int64, on one device."""
+    """Inputs (N, C, H, W) float32 in [0, 1] and targets on one device: labels (N,) int64, or probabilities
+    (N, K) float32 (soft labels: a model extraction learns the victim's posteriors, Tramèr et al. 2016)."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -111,6 +112,17 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, enabled=False), False
 
 
+def _train_mode(model: nn.Module) -> None:
+    """Training mode, except for normalisation layers whose parameters are all frozen: their running statistics
+    stay as they are too, so that a fine-tuning of the last layer changes nothing else (Adi et al. 5.4)."""
+    model.train()
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            params = list(module.parameters(recurse=False))
+            if params and not any(p.requires_grad for p in params):
+                module.eval()
+
+
 def fit(
     model: nn.Module,
     data: TensorData,
@@ -127,7 +139,8 @@ def fit(
     """
     config.check()
     device = data.x.device
-    model.to(device).train()
+    model.to(device)
+    _train_mode(model)
     torch.manual_seed(config.seed)  # dropout
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
     optimizer = _optimizer(model, config)
@@ -180,12 +193,13 @@ def fit(
                     optimizer.step()
                 batch = len(idx)
                 loss_sum += loss.detach() * batch
-                correct += (logits[:batch].argmax(1) == yb[:batch]).sum()
+                truth = yb[:batch] if yb.dim() == 1 else yb[:batch].argmax(1)
+                correct += (logits[:batch].argmax(1) == truth).sum()
                 history.images_seen += len(yb)
                 if step % 20 == 19 or step == steps_per_epoch - 1:
                     update(advance=min(20, step % 20 + 1), epoch=epoch, loss=float(loss.detach()))
             trigger_acc = accuracy(model, triggers) if k else None
-            model.train()
+            _train_mode(model)
             stats = EpochStats(epoch, float(loss_sum) / n, float(correct) / n, trigger_acc)
             history.epochs.append(stats)
             if stop_when is not None and stop_when(stats):
@@ -255,6 +269,18 @@ def recipe_config(architecture: str, **overrides: object) -> TrainConfig:
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig(**values)  # type: ignore[arg-type]
+
+
+def module_recipe_config(model: nn.Module, **overrides: object) -> TrainConfig:
+    """The training recipe of ``model``'s architecture (for a module from outside the zoo, the defaults of
+    :class:`TrainConfig`), with ``None`` overrides ignored: what an attack that trains a model it was given
+    uses (Adi et al. 5.7 fine-tune with the training's own settings)."""
+    from .models import architecture_of
+
+    name = architecture_of(model)
+    if name is not None:
+        return recipe_config(name, **overrides)
+    return TrainConfig(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
 
 
 def train_new_model(

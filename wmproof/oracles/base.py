@@ -28,8 +28,12 @@ class Oracle(ABC):
     reveals_probabilities: bool = True
 
     @abstractmethod
-    def query(self, inputs: np.ndarray) -> Answers:
-        """Answer a batch: ``inputs`` is (N, C, H, W) float32 in [0, 1]."""
+    def query(self, inputs: np.ndarray, *, probabilities: bool = False) -> Answers:
+        """Answer a batch: ``inputs`` is (N, C, H, W) float32 in [0, 1].
+
+        ``probabilities``: the caller wants them too, where the oracle reveals them. Verification needs labels
+        only (Adi et al. section 4); a model extraction with soft labels needs the posteriors. A remote oracle
+        asks the API for exactly what is wanted; a local one may return them regardless."""
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:

@@ -115,7 +115,7 @@ class DetectorGuard(Oracle):
         self.queries = 0
         self.flagged = 0
 
-    def query(self, inputs: np.ndarray) -> Answers:
+    def query(self, inputs: np.ndarray, *, probabilities: bool = False) -> Answers:
         import torch
 
         module = self.loaded.module

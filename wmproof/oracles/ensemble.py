@@ -27,7 +27,7 @@ class MajorityVote(Oracle):
         self.input_shape = shapes.pop()
         self._rng = np.random.default_rng(seed)
 
-    def query(self, inputs: np.ndarray) -> Answers:
+    def query(self, inputs: np.ndarray, *, probabilities: bool = False) -> Answers:
         votes = np.stack([np.asarray(m.query(inputs).labels) for m in self.members], axis=1)  # (N, M)
         classes = int(self.num_classes or votes.max() + 1)
         counts = np.zeros((votes.shape[0], classes), dtype=np.int64)

@@ -27,7 +27,7 @@ class LocalModelOracle(Oracle):
 
         return cls(load_model(path, resolve_device(device)))
 
-    def query(self, inputs: np.ndarray) -> Answers:
+    def query(self, inputs: np.ndarray, *, probabilities: bool = False) -> Answers:
         import torch
 
         from ..engine.train import predict_logits
@@ -36,10 +36,9 @@ class LocalModelOracle(Oracle):
         device = next(module.parameters()).device
         x = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)).to(device)
         logits = predict_logits(module, x)
-        probabilities = torch.softmax(logits, dim=1)
         return Answers(
             labels=logits.argmax(1).cpu().numpy().astype(np.int64),
-            probabilities=probabilities.cpu().numpy().astype(np.float32),
+            probabilities=torch.softmax(logits, dim=1).cpu().numpy().astype(np.float32),
         )
 
     def describe(self) -> dict[str, Any]:

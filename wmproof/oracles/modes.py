@@ -24,7 +24,7 @@ class LabelOnly(Oracle):
         self.num_classes = inner.num_classes
         self.input_shape = inner.input_shape
 
-    def query(self, inputs: np.ndarray) -> Answers:
+    def query(self, inputs: np.ndarray, *, probabilities: bool = False) -> Answers:
         return Answers(labels=self.inner.query(inputs).labels)
 
     def describe(self) -> dict[str, Any]:
@@ -43,8 +43,8 @@ class QuantizedPosteriors(Oracle):
         self.num_classes = inner.num_classes
         self.input_shape = inner.input_shape
 
-    def query(self, inputs: np.ndarray) -> Answers:
-        answers = self.inner.query(inputs)
+    def query(self, inputs: np.ndarray, *, probabilities: bool = False) -> Answers:
+        answers = self.inner.query(inputs, probabilities=probabilities)
         if answers.probabilities is None:
             return answers
         step = self.levels - 1

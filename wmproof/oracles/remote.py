@@ -121,8 +121,11 @@ class RemoteOracle(Oracle):
 
     # ----------------------------------------------------------------------------------------- oracle
 
-    def query(self, inputs: np.ndarray) -> Answers:
+    def query(self, inputs: np.ndarray, *, probabilities: bool = False) -> Answers:
+        """Ask for labels, and for probabilities only when wanted and revealed (an API that is asked for labels
+        sends nothing else, so a hard-label adversary sees nothing else)."""
         inputs = np.ascontiguousarray(inputs, dtype=np.float32)
+        want_probabilities = probabilities and self.reveals_probabilities
         n = inputs.shape[0]
         if self.max_queries is not None and len(self.records) + n > self.max_queries:
             raise UsageError(
@@ -131,8 +134,9 @@ class RemoteOracle(Oracle):
             )
         from ..engine.progress import progress_bar
 
-        labels = []
+        labels, posteriors = [], []
         path = f"/v2/models/{quote(self.model_name, safe='')}/infer"
+        outputs = [{"name": "label"}] + ([{"name": "probabilities"}] if want_probabilities else [])
         with progress_bar(
             f"querying {self.model_name}", math.ceil(n / self.batch_size), enabled=self.progress
         ) as update:
@@ -147,16 +151,21 @@ class RemoteOracle(Oracle):
                             "data": batch.reshape(-1).tolist(),
                         }
                     ],
-                    "outputs": [{"name": "label"}],
+                    "outputs": outputs,
                 }
                 answer = self._request("POST", path, body)
                 got = self._labels(answer, len(batch))
+                if want_probabilities:
+                    posteriors.append(self._probabilities(answer, len(batch)))
                 now = time.time()
                 for row, label in zip(batch, got, strict=True):
                     self.records.append(QueryRecord(hashlib.sha256(row.tobytes()).hexdigest(), int(label), now))
                 labels.append(got)
                 update()
-        return Answers(labels=np.concatenate(labels).astype(np.int64))
+        return Answers(
+            labels=np.concatenate(labels).astype(np.int64),
+            probabilities=np.concatenate(posteriors) if want_probabilities else None,
+        )
 
     def _labels(self, answer: Any, n: int) -> np.ndarray:
         try:
@@ -173,6 +182,27 @@ class RemoteOracle(Oracle):
         if self.num_classes is not None and (values.min() < 0 or values.max() >= self.num_classes):
             raise MalformedInput(f"{self.url}: the server answered labels outside 0..{self.num_classes - 1}")
         return values
+
+    def _probabilities(self, answer: Any, n: int) -> np.ndarray:
+        k = self.num_classes
+        try:
+            output = next(o for o in answer["outputs"] if o["name"] == "probabilities")
+            data = output["data"]
+            if (
+                output["shape"] != [n, k]
+                or not isinstance(data, list)
+                or len(data) != n * k
+                or not all(type(v) in (int, float) for v in data)
+            ):
+                raise ValueError
+            values = np.asarray(data, dtype=np.float64).reshape(n, k)
+        except (KeyError, TypeError, ValueError, OverflowError, StopIteration):
+            raise MalformedInput(
+                f"{self.url}: the server answered {n} queries with a malformed 'probabilities' output"
+            ) from None
+        if not np.isfinite(values).all() or values.min() < 0.0 or values.max() > 1.0 + 1e-6:
+            raise MalformedInput(f"{self.url}: the server answered probabilities outside [0, 1]")
+        return values.astype(np.float32)
 
     def describe(self) -> dict[str, Any]:
         return {

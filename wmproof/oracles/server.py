@@ -79,6 +79,8 @@ class InferenceServer:
         self._thread: threading.Thread | None = None
         self.requests = 0
         self.images = 0
+        #: Images answered with their probabilities (the others got labels only).
+        self.images_with_probabilities = 0
 
     @property
     def url(self) -> str:
@@ -152,15 +154,18 @@ class InferenceServer:
         if not np.isfinite(array).all() or array.min() < 0.0 or array.max() > 1.0:
             raise BadRequest(HTTPStatus.BAD_REQUEST, "input values must be finite and in [0, 1]")
         wanted = {o.get("name") for o in body.get("outputs") or [] if isinstance(o, dict)} or None
+        send_probabilities = self.reveals_probabilities and (wanted is None or "probabilities" in wanted)
         with self._lock:
-            answers = self.oracle.query(array)
+            answers = self.oracle.query(array, probabilities=send_probabilities)
             self.requests += 1
             self.images += shape[0]
+            if send_probabilities:
+                self.images_with_probabilities += shape[0]
         n = shape[0]
         outputs = []
         if wanted is None or "label" in wanted:
             outputs.append({"name": "label", "datatype": "INT64", "shape": [n], "data": answers.labels.tolist()})
-        if answers.probabilities is not None and (wanted is None or "probabilities" in wanted):
+        if send_probabilities and answers.probabilities is not None:
             probabilities = answers.probabilities
             outputs.append(
                 {
