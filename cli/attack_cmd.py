@@ -63,7 +63,7 @@ def _measure_key(mk: Any, vk: Any, model: Any) -> dict[str, Any]:
     t = report.test
     return {
         "verdict": "verified" if report.verified else "rejected",
-        "trigger_accuracy": t.matches / t.n,
+        "trigger_accuracy": t.trigger_accuracy,
         **t.as_dict(),
     }
 
@@ -192,7 +192,9 @@ def run_attack_command(name: str, values: dict[str, Any]) -> None:
         for when, m in measured.items():
             through = f" through {m['through']}" if "through" in m else ""
             stdout.print(
-                f"owner's key       {when}: {m['matches']}/{m['n']} items, p = {m['p_value']}, {m['verdict']}{through}",
+                f"owner's key       {when}: {round(m['trigger_accuracy'] * m['n'])}/{m['n']} items "
+                f"{'match' if 'matches' in m else 'answer the target class'}, p = {m['p_value']}, "
+                f"{m['verdict']}{through}",
                 highlight=False,
             )
         for k, v in summary.items():

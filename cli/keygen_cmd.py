@@ -15,7 +15,7 @@ from wmproof.protocol import (
     save_marking_key,
     save_verification_key,
 )
-from wmproof.schemes import KeyGenContext, get_scheme, scheme_names
+from wmproof.schemes import KeyGenContext, MatchCount, get_scheme, scheme_names
 from wmproof.stats import format_probability, parse_probability
 
 from .chain_cmd import (
@@ -84,6 +84,24 @@ def model_context(
         params=params,
         model=loaded,
         data=(train.images, train.labels),
+    )
+
+
+def source_context(
+    source: str, spec: ImageDatasetSpec, data_dir: Path | None, limit_train: int | None, params: dict[str, object]
+) -> KeyGenContext:
+    """What a data-drawn scheme makes its items from: the training split of the data set it names."""
+    from wmproof.engine.data import load_image_dataset
+
+    data = load_image_dataset(source, "train", data_dir).subset(limit_train)
+    if tuple(data.input_shape) != tuple(spec.input_shape):
+        raise UsageError(
+            f"{source} images are {'x'.join(map(str, data.input_shape))}; the task's are "
+            f"{'x'.join(map(str, spec.input_shape))}"
+        )
+    note(f"drawing the items from {len(data)} {source} training images")
+    return KeyGenContext(
+        num_classes=spec.num_classes, input_shape=spec.input_shape, params=params, data=(data.images, data.labels)
     )
 
 
@@ -167,12 +185,20 @@ def keygen_command(
     will mark (--model) and its training data: FGSM adversaries near the model's decision frontier
     (--param epsilon=0.25 --param norm=linf|l2|l1). Its keys are verified privately by a judge only.
 
+    Feature sharing (--scheme feature-sharing) and its baselines (plain, ewe) draw their items from data:
+    images of a source class with a white corner square (--param watermark=id, default 7 -> 1) or images of
+    another data set (--param watermark=ood, default Fashion-MNIST trousers -> 7), labelled with the target
+    class. They are judged on the suspect's probabilities by a Wilcoxon test (--param certainty=0.3), privately.
+
     Examples:
 
         wmproof keygen -i alice.wid --marking-key key.wmk --verification-key key.wvk --passphrase-file pw.txt
 
         wmproof keygen -i alice.wid --scheme frontier-stitching --model clean.safetensors --param epsilon=0.1 \
             --marking-key fs.wmk --verification-key fs.wvk --passphrase-file pw.txt
+
+        wmproof keygen -i alice.wid --scheme feature-sharing --param watermark=ood --alpha 0.05 \
+            --marking-key api.wmk --verification-key api.wvk --passphrase-file pw.txt
     """
     spec = image_dataset_spec(dataset)
     chosen = get_scheme(scheme)
@@ -192,6 +218,9 @@ def keygen_command(
     context = None
     if model is not None:
         context = model_context(model, dataset, data_dir, limit_train, device, parse_params(param or []), spec)
+    source = chosen.source_dataset(parse_params(param or []), dataset)
+    if source is not None:
+        context = source_context(source, spec, data_dir, limit_train, parse_params(param or []))
     options = dict(
         items=items,
         num_classes=spec.num_classes,
@@ -235,17 +264,27 @@ def keygen_command(
             f"scheme        {vk.scheme} ({vk.committed} items committed, {items} opened, {items} kept; "
             f"{spec.num_classes} classes)"
         )
-        stdout.print(
-            f"decision      verified when >= {vk.min_matches} of {items} items match, at most "
-            f"{items - vk.min_matches} errors (exact binomial, p0 = {vk.p0}, alpha = {format_probability(vk.alpha)})"
-        )
+        rule = vk.rule
+        if isinstance(rule, MatchCount):
+            stdout.print(
+                f"decision      verified when >= {vk.min_matches} of {items} items match, at most "
+                f"{items - vk.min_matches} errors (exact binomial, p0 = {rule.p0}, "
+                f"alpha = {format_probability(vk.alpha)})"
+            )
+        else:
+            baseline = "the items without the trigger" if rule.paired else "1/|Y|"
+            stdout.print(
+                f"decision      one-sided Wilcoxon signed-rank test of the target-class probability p against "
+                f"{baseline} (q): verified when H0 p - q < {rule.certainty} is rejected at alpha = "
+                f"{format_probability(vk.alpha)}; the suspect must reveal probabilities"
+            )
         if chosen.publicly_checkable:
             stdout.print(
                 f"public proofs {len(vk.batches)} of {vk.batch_size} items each, verified when >= "
                 f"{vk.proof_min_matches} match"
             )
         else:
-            stdout.print("public proofs none: the items are made from your model; a judge verifies privately")
+            stdout.print("public proofs none: no third party can check how the items were chosen; a judge verifies")
         stdout.print(f"owner         {vk.owner.fingerprint}")
         if found is not None and vk.beacon is not None:
             stdout.print(

@@ -14,7 +14,7 @@ from wmproof.protocol import (
     load_verification_key,
     verify_private,
 )
-from wmproof.stats import format_probability
+from wmproof.stats import CertaintyTest, format_probability
 
 from .chain_cmd import (
     ChainIdOption,
@@ -54,12 +54,25 @@ def print_report(report: VerificationReport) -> None:
     vk = report.verification_key
     verdict = "[bold green]VERIFIED[/]" if report.verified else "[bold red]NOT VERIFIED[/]"
     stdout.print(f"verdict      {verdict}", markup=True)
-    stdout.print(f"matches      {t.matches} of {t.n} trigger items (needed >= {t.min_matches})")
-    stdout.print(f"errors       {t.errors} of {t.n} (at most {t.errors_tolerated} tolerated)")
-    stdout.print(
-        f"p-value      {format_probability(t.p_value)}  (exact one-sided binomial, p0 = {t.p0}, "
-        f"alpha = {format_probability(t.alpha)})"
-    )
+    if isinstance(t, CertaintyTest):
+        target = round(t.target_rate * t.n)
+        baseline = "the items without the trigger" if t.paired else "1/|Y|"
+        stdout.print(f"target class {target} of {t.n} items answered with it (watermark accuracy {t.target_rate:.1%})")
+        stdout.print(
+            f"probability  mean {t.mean_target_probability:.4f} on the items, {t.mean_baseline:.4f} baseline "
+            f"({baseline}); certainty {t.certainty:g}"
+        )
+        stdout.print(
+            f"p-value      {t.p_value:.3e}  (one-sided Wilcoxon signed-rank, H0 p - q < {t.certainty:g}, "
+            f"alpha = {format_probability(t.alpha)})"
+        )
+    else:
+        stdout.print(f"matches      {t.matches} of {t.n} trigger items (needed >= {t.min_matches})")
+        stdout.print(f"errors       {t.errors} of {t.n} (at most {t.errors_tolerated} tolerated)")
+        stdout.print(
+            f"p-value      {format_probability(t.p_value)}  (exact one-sided binomial, p0 = {t.p0}, "
+            f"alpha = {format_probability(t.alpha)})"
+        )
     stdout.print(f"key          {vk.key_id.hex()[:16]}  ({vk.scheme}, owner {vk.owner.fingerprint})")
     suspect = report.suspect
     if suspect.get("kind") == "remote-api":
@@ -99,7 +112,8 @@ def verify_command(
     """Verify privately whether a suspect model carries the watermark of a key.
 
     Checks the verification key's signature, that every marking-key item opens its commitment under the
-    signed Merkle root, then queries the suspect on the items and decides with an exact binomial test.
+    signed Merkle root, then queries the suspect on the items and decides with the key's rule: an exact
+    binomial test on labels, or for feature-sharing, plain and ewe keys a Wilcoxon test on probabilities.
     Then reports when the key was timestamped on chain (embedded chain unless --rpc-url), or warns that it
     was not. Exit code 0: verified; 1: not verified; 2-5: the verification could not be carried out.
 

@@ -79,6 +79,7 @@ def test_keygen_output_and_files(owner_files):
         "alpha",
         "min_matches",
         "proof_min_matches",
+        "decision",
         "created_at",
         "owner_public_key",
         "owner_fingerprint",
@@ -87,6 +88,7 @@ def test_keygen_output_and_files(owner_files):
         "timestamp",
     }
     assert summary["items"] == 50 and summary["min_matches"] == 18 and summary["alpha"] == "1/1000000"
+    assert summary["decision"]["rule"].startswith("exact one-sided binomial") and summary["decision"]["p0"] == "1/10"
     assert stat.S_IMODE(os.stat(owner_files["mk"]).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(owner_files["vk"]).st_mode) == 0o644
 

@@ -14,7 +14,7 @@ Decision rule: the suspect is declared a match when p-value <= alpha, i.e. when 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from fractions import Fraction
 from typing import Literal
@@ -108,6 +108,11 @@ class BinomialTest:
     @property
     def errors(self) -> int:
         return self.n - self.matches
+
+    @property
+    def trigger_accuracy(self) -> float:
+        """The share of items answered with their label."""
+        return self.matches / self.n if self.n else 0.0
 
     @property
     def errors_tolerated(self) -> int:
@@ -309,3 +314,130 @@ def cut_and_choose_threshold(
         else:
             low = mid + 1
     return low
+
+
+# ------------------------------------------------------------------------------- decisions on posteriors
+
+
+@dataclass(frozen=True)
+class CertaintyTest:
+    """The feature-sharing paper's decision (section 3.2): a one-sided Wilcoxon signed-rank test that the
+    suspect's probability of the target class on the watermark inputs, ``p``, exceeds a baseline ``q`` by
+    more than the certainty ``alpha_c``. H0: p - q < alpha_c; H1: p - q >= alpha_c. The baseline is the
+    probability of the target class on the same inputs without the trigger (in-distribution watermarks) or
+    1/|Y|, random guessing (out-of-distribution ones)."""
+
+    n: int  # items queried
+    certainty: float  # alpha_c
+    paired: bool  # the baseline is each item's own reference input (True) or 1/|Y| (False)
+    mean_target_probability: float  # mean p
+    mean_baseline: float  # mean q
+    target_rate: float  # the share of items whose top label is the target class (the "watermark accuracy")
+    wilcoxon: WilcoxonResult | None  # None when every difference is zero
+    alpha: Fraction
+    #: p_i and q_i item by item (kept for the detection rate over subsets, and for audits).
+    target: tuple[float, ...] = field(default=(), repr=False)
+    baseline: tuple[float, ...] = field(default=(), repr=False)
+
+    @property
+    def p_value(self) -> float:
+        return 1.0 if self.wilcoxon is None else self.wilcoxon.p_value
+
+    @property
+    def trigger_accuracy(self) -> float:
+        """The share of items answered with their label, the target class (the paper's "watermark accuracy")."""
+        return self.target_rate
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value <= self.alpha
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "test": "one-sided Wilcoxon signed-rank, H0: p - q < certainty",
+            "n": self.n,
+            "nonzero_differences": 0 if self.wilcoxon is None else self.wilcoxon.n,
+            "method": None if self.wilcoxon is None else self.wilcoxon.method,
+            "statistic": None if self.wilcoxon is None else self.wilcoxon.statistic,
+            "certainty": self.certainty,
+            "baseline": "reference inputs" if self.paired else "1/|Y|",
+            "mean_target_probability": self.mean_target_probability,
+            "mean_baseline": self.mean_baseline,
+            "target_rate": self.target_rate,
+            "alpha": format_probability(self.alpha),
+            "p_value": f"{self.p_value:.3e}",
+            "significant": self.significant,
+        }
+
+
+def certainty_test(
+    target: list[float],
+    baseline: list[float],
+    *,
+    certainty: float,
+    paired: bool,
+    alpha: Fraction | int | str,
+    target_rate: float,
+) -> CertaintyTest:
+    """Test H0: target - baseline < certainty, item by item, with the one-sided Wilcoxon signed-rank test
+    (feature-sharing paper 3.2; Jia et al. 2021 use the same family of paired tests)."""
+    if len(target) != len(baseline) or not target:
+        raise ValueError("need one baseline per target probability, and at least one item")
+    differences = [p - q - certainty for p, q in zip(target, baseline, strict=True)]
+    try:
+        result: WilcoxonResult | None = wilcoxon_signed_rank(differences, None, "greater")
+    except ValueError:  # every difference is exactly zero: no evidence either way
+        result = None
+    return CertaintyTest(
+        n=len(target),
+        certainty=certainty,
+        paired=paired,
+        mean_target_probability=sum(target) / len(target),
+        mean_baseline=sum(baseline) / len(baseline),
+        target_rate=target_rate,
+        wilcoxon=result,
+        alpha=_as_fraction(alpha),
+        target=tuple(target),
+        baseline=tuple(baseline),
+    )
+
+
+def smallest_wilcoxon_p_value(n: int) -> float:
+    """The smallest one-sided p-value :func:`wilcoxon_signed_rank` can give for ``n`` nonzero differences
+    (all positive): 2^-n from the exact distribution (n <= 50), the normal tail beyond."""
+    if n < 1:
+        raise ValueError("n must be >= 1")
+    if n <= 50:
+        return 2.0**-n
+    z = (n * (n + 1) / 4.0) / math.sqrt(n * (n + 1) * (2 * n + 1) / 24.0)
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+def detection_rate(
+    target: list[float],
+    baseline: list[float],
+    *,
+    certainty: float,
+    alpha: float,
+    fraction: float,
+    trials: int = 200,
+    seed: int = 0,
+) -> float:
+    """The watermark detection rate (WDR) of the feature-sharing paper (4.1): the share of ``trials`` random
+    subsets of ``fraction`` of the items (without replacement, seeded) on which the certainty test rejects H0 at
+    ``alpha``. The paper uses 200 subsets and a significance level of 0.05."""
+    import random
+
+    n = len(target)
+    size = max(1, round(n * fraction))
+    rng = random.Random(seed)
+    hits = 0
+    for _ in range(trials):
+        chosen = rng.sample(range(n), size)
+        differences = [target[i] - baseline[i] - certainty for i in chosen]
+        try:
+            p = wilcoxon_signed_rank(differences, None, "greater").p_value
+        except ValueError:
+            p = 1.0
+        hits += p <= alpha
+    return hits / trials

@@ -96,7 +96,8 @@ class TrainHistory:
     stopped_early: bool = False
 
 
-def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The config's optimiser over the parameters that require gradients (frozen layers stay out)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -112,7 +113,7 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, enabled=False), False
 
 
-def _train_mode(model: nn.Module) -> None:
+def train_mode(model: nn.Module) -> None:
     """Training mode, except for normalisation layers whose parameters are all frozen: their running statistics
     stay as they are too, so that a fine-tuning of the last layer changes nothing else (Adi et al. 5.4)."""
     model.train()
@@ -140,10 +141,10 @@ def fit(
     config.check()
     device = data.x.device
     model.to(device)
-    _train_mode(model)
+    train_mode(model)
     torch.manual_seed(config.seed)  # dropout
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
-    optimizer = _optimizer(model, config)
+    optimizer = make_optimizer(model, config)
     autocast, needs_scaler = _autocast(device, config.amp)
     scaler = torch.amp.GradScaler("cuda") if needs_scaler else None
     loss_fn = nn.CrossEntropyLoss()
@@ -199,7 +200,7 @@ def fit(
                 if step % 20 == 19 or step == steps_per_epoch - 1:
                     update(advance=min(20, step % 20 + 1), epoch=epoch, loss=float(loss.detach()))
             trigger_acc = accuracy(model, triggers) if k else None
-            _train_mode(model)
+            train_mode(model)
             stats = EpochStats(epoch, float(loss_sum) / n, float(correct) / n, trigger_acc)
             history.epochs.append(stats)
             if stop_when is not None and stop_when(stats):

@@ -1,6 +1,7 @@
 """What an adversary's API reveals: full probabilities, the top-1 label only, or probabilities rounded to k
-levels (posterior quantization). Watermark verification needs only labels (Adi et al. section 4), so the
-last two must not change a verdict; they exist to show it, and to stand up a realistic adversary's service.
+levels (posterior quantization). Verification of a binomial key needs only labels (Adi et al. section 4), so
+the last two must not change its verdict; they exist to show it, and to stand up a realistic adversary's
+service. Keys judged on posteriors (the feature-sharing family) cannot be verified through a label-only one.
 """
 
 from __future__ import annotations

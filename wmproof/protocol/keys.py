@@ -48,8 +48,8 @@ from ..crypto.container import container_prefix
 from ..crypto.tags import COMMIT_TRIGGER_ITEM, ITEM_SEED
 from ..errors import MalformedInput, UsageError
 from ..fileio import write_file
-from ..schemes import KeyGenContext, TriggerItem, get_scheme
-from ..stats import cut_and_choose_threshold, min_matches
+from ..schemes import DecisionRule, KeyGenContext, MatchCount, TargetCertainty, TriggerItem, get_scheme
+from ..stats import cut_and_choose_threshold, format_probability, min_matches, smallest_wilcoxon_p_value
 from .challenge import BEACON_GRINDING_BITS, GRINDING_BITS, challenge_transcript, opened_indices, proof_batches
 from .files import crypto_errors_for, open_sealed, read_container
 from .identity import Identity
@@ -70,36 +70,27 @@ def item_seed(master_seed: bytes, index: int) -> bytes:
 # ----------------------------------------------------------------------------------------- item records
 
 
-def item_record(item: TriggerItem) -> dict[str, Any]:
-    """The canonical form of an item: what is committed to, and what an opening reveals."""
-    dtype = "uint8" if item.input.dtype == np.uint8 else "float32"
-    record: dict[str, Any] = {
-        "index": item.index,
-        "input": {
-            "dtype": dtype,
-            "shape": list(item.input.shape),
-            "data": np.ascontiguousarray(item.input, dtype=DTYPES[dtype]).tobytes(),
-        },
-        "label": item.label,
+def _tensor_record(array: np.ndarray) -> dict[str, Any]:
+    dtype = "uint8" if array.dtype == np.uint8 else "float32"
+    return {
+        "dtype": dtype,
+        "shape": list(array.shape),
+        "data": np.ascontiguousarray(array, dtype=DTYPES[dtype]).tobytes(),
     }
+
+
+def item_record(item: TriggerItem) -> dict[str, Any]:
+    """The canonical form of an item: what is committed to, and what an opening reveals. An item with a
+    reference input (the same input without the trigger) commits to it too."""
+    record: dict[str, Any] = {"index": item.index, "input": _tensor_record(item.input), "label": item.label}
     if item.seed is not None:
         record["seed"] = item.seed
+    if item.reference is not None:
+        record["reference"] = _tensor_record(item.reference)
     return record
 
 
-def item_from_record(record: Any, where: str) -> TriggerItem:
-    if not isinstance(record, dict) or not {"index", "input", "label"} <= set(record) <= {
-        "index",
-        "input",
-        "label",
-        "seed",
-    }:
-        raise MalformedInput(f"{where}: malformed trigger item")
-    index, label, seed, tensor = record["index"], record["label"], record.get("seed"), record["input"]
-    if type(index) is not int or type(label) is not int or index < 0 or label < 0:
-        raise MalformedInput(f"{where}: malformed trigger item index or label")
-    if seed is not None and not (isinstance(seed, bytes) and len(seed) == 32):
-        raise MalformedInput(f"{where}: malformed trigger item seed")
+def _tensor_from_record(tensor: Any, where: str) -> np.ndarray:
     if not isinstance(tensor, dict) or set(tensor) != {"dtype", "shape", "data"} or tensor["dtype"] not in DTYPES:
         raise MalformedInput(f"{where}: malformed trigger item input")
     shape = tensor["shape"]
@@ -114,9 +105,28 @@ def item_from_record(record: Any, where: str) -> TriggerItem:
         array = array.astype(np.float32)
         if not (np.isfinite(array).all() and array.min() >= 0.0 and array.max() <= 1.0):
             raise MalformedInput(f"{where}: float trigger input outside [0, 1]")
-    else:
-        array = array.copy()
-    return TriggerItem(index=index, input=array, label=label, seed=seed)
+        return array
+    return array.copy()
+
+
+ITEM_FIELDS = {"index", "input", "label", "seed", "reference"}
+
+
+def item_from_record(record: Any, where: str) -> TriggerItem:
+    if not isinstance(record, dict) or not {"index", "input", "label"} <= set(record) <= ITEM_FIELDS:
+        raise MalformedInput(f"{where}: malformed trigger item")
+    index, label, seed = record["index"], record["label"], record.get("seed")
+    if type(index) is not int or type(label) is not int or index < 0 or label < 0:
+        raise MalformedInput(f"{where}: malformed trigger item index or label")
+    if seed is not None and not (isinstance(seed, bytes) and len(seed) == 32):
+        raise MalformedInput(f"{where}: malformed trigger item seed")
+    array = _tensor_from_record(record["input"], where)
+    reference = None
+    if "reference" in record:
+        reference = _tensor_from_record(record["reference"], f"{where} (reference)")
+        if reference.shape != array.shape or reference.dtype != array.dtype:
+            raise MalformedInput(f"{where}: the reference input differs from the input in shape or dtype")
+    return TriggerItem(index=index, input=array, label=label, seed=seed, reference=reference)
 
 
 def commitment_message(item: TriggerItem) -> bytes:
@@ -127,7 +137,13 @@ def commitment_message(item: TriggerItem) -> bytes:
 
 
 def proof_threshold(
-    scheme_name: str, num_classes: int, batch_size: int, items: int, alpha: Fraction, grinding_bits: int
+    scheme_name: str,
+    num_classes: int,
+    batch_size: int,
+    items: int,
+    alpha: Fraction,
+    grinding_bits: int,
+    params: dict[str, Any] | None = None,
 ) -> int:
     """Matches needed out of one batch for a public proof.
 
@@ -138,17 +154,49 @@ def proof_threshold(
     with 2^grinding_bits offline retries of the challenge: 80 bits, or 0 with a beacon) stays below alpha
     (checklist rule 2).
 
-    For a scheme whose items nobody can check (``Scheme.publicly_checkable`` false: frontier stitching), no
-    threshold makes a public proof sound, since every item could be crafted; the key records ``batch_size + 1``,
+    For a scheme whose items nobody can check (``Scheme.publicly_checkable`` false: frontier stitching, the
+    source-to-target watermarks), no threshold makes a public proof sound; the key records ``batch_size + 1``,
     a threshold no proof can reach, and ``wmproof prove`` refuses such keys.
     """
     scheme = get_scheme(scheme_name)
     if not scheme.publicly_checkable:
         return batch_size + 1
-    p0 = scheme.null_match_probability(num_classes)
+    rule = scheme.decision_rule(scheme.validate_params(params or {}), num_classes)
+    if not isinstance(rule, MatchCount):  # pragma: no cover - public proofs count matches (protocol.md 14)
+        raise UsageError(f"{scheme_name} keys have no public proofs")
+    p0 = rule.p0
     if scheme.seed_derived:
         return min_matches(batch_size, p0, alpha)
     return cut_and_choose_threshold(batch_size, p0, alpha, total=2 * items, opened=items, grinding_bits=grinding_bits)
+
+
+def private_threshold(scheme_name: str, params: dict[str, Any], num_classes: int, items: int, alpha: Fraction) -> int:
+    """Matches needed out of all N kept items for a judge's verdict; 0 for a scheme that decides on
+    posteriors (:class:`TargetCertainty`), where the Wilcoxon p-value alone decides."""
+    scheme = get_scheme(scheme_name)
+    rule = scheme.decision_rule(params, num_classes)
+    if isinstance(rule, MatchCount):
+        return min_matches(items, rule.p0, alpha)
+    return 0
+
+
+def decision_summary(vk: "VerificationKey") -> dict[str, Any]:
+    """The key's decision rule, as reports and ``wmproof keygen`` state it."""
+    rule = vk.rule
+    if isinstance(rule, MatchCount):
+        return {
+            "rule": "exact one-sided binomial test on label matches",
+            "p0": str(rule.p0),
+            "alpha": format_probability(vk.alpha),
+            "min_matches": vk.min_matches,
+        }
+    return {
+        "rule": "one-sided Wilcoxon signed-rank test on the target-class probability, H0: p - q < certainty",
+        "certainty": str(rule.certainty),
+        "baseline": "reference inputs (the items without their trigger)" if rule.paired else "1/|Y|",
+        "alpha": format_probability(vk.alpha),
+        "needs": "probabilities",
+    }
 
 
 COMMITMENT_KIND = "key-commitment"
@@ -226,8 +274,17 @@ class VerificationKey:
     raw: bytes = field(default=b"", repr=False)
 
     @property
+    def rule(self) -> DecisionRule:
+        """How this key is judged: the scheme's rule with the signed parameters."""
+        return get_scheme(self.scheme).decision_rule(self.params, self.num_classes)
+
+    @property
     def p0(self) -> Fraction:
-        return get_scheme(self.scheme).null_match_probability(self.num_classes)
+        """The null match probability of a key judged by counting label matches."""
+        rule = self.rule
+        if not isinstance(rule, MatchCount):
+            raise UsageError(f"{self.scheme} keys are not judged by counting matches")
+        return rule.p0
 
     @property
     def committed(self) -> int:
@@ -258,6 +315,7 @@ class VerificationKey:
             "alpha": str(self.alpha),
             "min_matches": self.min_matches,
             "proof_min_matches": self.proof_min_matches,
+            "decision": decision_summary(self),
             "created_at": self.created_at,
             "owner_public_key": bytes(self.owner).hex(),
             "owner_fingerprint": self.owner.fingerprint,
@@ -322,13 +380,13 @@ def parse_verification_key(data: bytes, where: str = "verification key") -> Veri
     if [alpha.numerator, alpha.denominator] != s["alpha"]:
         raise MalformedInput(f"{where}: alpha is not in lowest terms")
     n, b = s["items"], s["batch_size"]
-    expected = min_matches(n, scheme.null_match_probability(s["num_classes"]), alpha)
+    expected = private_threshold(s["scheme"], s["params"], s["num_classes"], n, alpha)
     if s["min_matches"] != expected:
         raise MalformedInput(
             f"{where}: min_matches {s['min_matches']} does not follow from n, p0 and alpha ({expected})"
         )
     beacon = None if s["beacon"] is None else _parse_beacon(s, doc.signer, where)
-    expected = proof_threshold(s["scheme"], s["num_classes"], b, n, alpha, s["grinding_bits"])
+    expected = proof_threshold(s["scheme"], s["num_classes"], b, n, alpha, s["grinding_bits"], s["params"])
     if s["proof_min_matches"] != expected:
         raise MalformedInput(
             f"{where}: proof_min_matches {s['proof_min_matches']} does not follow from the batch size ({expected})"
@@ -362,12 +420,10 @@ def parse_verification_key(data: bytes, where: str = "verification key") -> Veri
             raise MalformedInput(f"{what} is item {item.index}, but the challenge opens item {index}")
         if tuple(item.input.shape) != tuple(s["input_shape"]) or not 0 <= item.label < s["num_classes"]:
             raise MalformedInput(f"{what} does not fit the key's task")
-        if scheme.seed_derived and (
-            item.seed is None or not scheme.check_item(item, s["num_classes"], tuple(s["input_shape"]), s["params"])
-        ):
-            raise MalformedInput(
-                f"{what} (index {index}) is not what the generator makes from its seed: a crafted item"
-            )
+        if scheme.seed_derived and item.seed is None:
+            raise MalformedInput(f"{what} (index {index}) has no seed: a crafted item")
+        if not scheme.check_item(item, s["num_classes"], tuple(s["input_shape"]), s["params"]):
+            raise MalformedInput(f"{what} (index {index}) is not {_well_formed(scheme)}: a crafted item")
         leaves[index] = commit(COMMIT_TRIGGER_ITEM, commitment_message(item), salt=entry["salt"])[0]
         opened.append(item)
     kept = [i for i in range(2 * n) if leaves[i] is None]
@@ -419,6 +475,12 @@ def _parse_beacon(s: dict[str, Any], owner: VerifyKey, where: str) -> Beacon:
     with crypto_errors_for(where, "the key's commitment"):
         commitment = open_signed_container(commitment_container(s, bytes(owner), b["commitment_signature"]))
     return Beacon(**{k: b[k] for k in BEACON_FIELDS}, commitment_id=commitment.digest)
+
+
+def _well_formed(scheme: Any) -> str:
+    if scheme.seed_derived:
+        return "what the generator makes from its seed"
+    return f"a well-formed {scheme.name} item"
 
 
 def _is_salt(value: Any) -> bool:
@@ -608,10 +670,15 @@ def _draw(
         raise UsageError("a classifier has at least 2 classes")
     if not 0 < alpha < 1:
         raise UsageError("alpha lies strictly between 0 and 1")
-    p0 = scheme.null_match_probability(num_classes)
-    threshold = min_matches(items, p0, alpha)
-    proof_matches = proof_threshold(scheme.name, num_classes, batch_size, items, alpha, grinding_bits)
-    if threshold > items or (scheme.publicly_checkable and proof_matches > batch_size):
+    rule = scheme.decision_rule(params, num_classes)
+    threshold = private_threshold(scheme.name, params, num_classes, items, alpha)
+    proof_matches = proof_threshold(scheme.name, num_classes, batch_size, items, alpha, grinding_bits, params)
+    hopeless = (
+        threshold > items
+        if isinstance(rule, MatchCount)
+        else isinstance(rule, TargetCertainty) and smallest_wilcoxon_p_value(items) > alpha
+    )
+    if hopeless or (scheme.publicly_checkable and proof_matches > batch_size):
         raise UsageError(
             f"with {items} items, proofs of {batch_size} and {num_classes} classes no outcome is significant at "
             f"alpha = {float(alpha):.3g}: use more items (per proof) or a larger alpha"
@@ -821,9 +888,8 @@ def check_marking_key(mk: MarkingKey, vk: VerificationKey, mk_name: str = "marki
         if vk.sealed[item.index] != commitment:
             raise MalformedInput(f"{mk_name}: item {item.index} does not open the verification key's commitment")
     scheme = get_scheme(vk.scheme)
-    if scheme.seed_derived:
-        for item in mk.items:
-            if item.seed != item_seed(mk.master_seed, item.index) or not scheme.check_item(
-                item, vk.num_classes, vk.input_shape, vk.params
-            ):
-                raise MalformedInput(f"{mk_name}: item {item.index} is not what the generator makes from its seed")
+    for item in mk.items:
+        if scheme.seed_derived and item.seed != item_seed(mk.master_seed, item.index):
+            raise MalformedInput(f"{mk_name}: item {item.index} is not what the generator makes from its seed")
+        if not scheme.check_item(item, vk.num_classes, vk.input_shape, vk.params):
+            raise MalformedInput(f"{mk_name}: item {item.index} is not {_well_formed(scheme)}")

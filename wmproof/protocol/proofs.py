@@ -121,11 +121,13 @@ class OwnershipProof:
 
 def refuse_unprovable(scheme_name: str) -> None:
     """Public proofs rest on the cut-and-choose having checked the opened items; a scheme whose items nobody
-    can check (frontier stitching: they are made from the owner's model) has none."""
-    if not get_scheme(scheme_name).publicly_checkable:
+    can check (frontier stitching: they are made from the owner's model; the source-to-target watermarks: they
+    are data the owner chose) has none."""
+    scheme = get_scheme(scheme_name)
+    if not scheme.publicly_checkable:
         raise UsageError(
-            f"{scheme_name} keys have no public proofs: their items are made from the owner's model and cannot be "
-            "checked by a third party; a judge verifies them privately (wmproof verify)"
+            f"{scheme_name} keys have no public proofs: {scheme.private_only_because}; a judge verifies them "
+            "privately (wmproof verify)"
         )
 
 

@@ -4,8 +4,11 @@ decides whether a suspect model carries the owner's watermark.
 1. The verification key's signature holds (it is the owner's statement, made at KeyGen).
 2. The marking key belongs to it, and every item opens its commitment under the signed Merkle root, in
    order; items of seed-derived schemes are regenerated from their seeds and compared.
-3. The suspect answers every item; the matches are tested against the scheme's null model with the exact
-   one-sided binomial test, at the significance level the owner bound into the verification key.
+3. The suspect answers every item, and the key's decision rule (bound into the signed verification key
+   through the scheme and its parameters) decides at the key's significance level: the exact one-sided
+   binomial test of the label matches against the scheme's null model (Adi et al., Le Merrer et al.), or,
+   for source-to-target watermarks, the one-sided Wilcoxon signed-rank test of the target-class probability
+   (the feature-sharing paper, 3.2), which needs the suspect's probabilities.
 
 Any failure of 1-2 is an error (the evidence is invalid), not a negative verdict.
 """
@@ -19,15 +22,15 @@ import numpy as np
 
 from ..errors import MalformedInput, UsageError
 from ..oracles import Oracle
-from ..schemes import stack_inputs
-from ..stats import BinomialTest, binomial_test
+from ..schemes import MatchCount, TriggerItem, stack_inputs, stack_references
+from ..stats import BinomialTest, CertaintyTest, binomial_test, certainty_test
 from .keys import MarkingKey, VerificationKey, check_marking_key
 
 
 @dataclass(frozen=True)
 class VerificationReport:
     verified: bool
-    test: BinomialTest
+    test: BinomialTest | CertaintyTest
     verification_key: VerificationKey
     suspect: dict[str, Any]
     answered: list[int]
@@ -75,13 +78,36 @@ def verify_private(
 ) -> VerificationReport:
     check_marking_key(mk, vk, mk_name)
     check_task_fits(vk, oracle, suspect_name)
-    answers = oracle.query(stack_inputs(mk.items))
-    labels = np.asarray(answers.labels)
-    if labels.shape != (len(mk.items),):
-        raise MalformedInput(f"{suspect_name} answered {labels.shape} labels for {len(mk.items)} queries")
+    rule = vk.rule
+    if rule.needs_probabilities and not oracle.reveals_probabilities:
+        raise UsageError(
+            f"this {vk.scheme} key is judged on the suspect's probabilities (a Wilcoxon test), and "
+            f"{suspect_name} answers with labels only"
+        )
+    answers = oracle.query(stack_inputs(mk.items), probabilities=rule.needs_probabilities)
+    labels = _labels(answers, len(mk.items), suspect_name)
     expected = [item.label for item in mk.items]
-    matches = int(sum(int(a) == e for a, e in zip(labels.tolist(), expected, strict=True)))
-    test = binomial_test(matches, len(expected), vk.p0, vk.alpha)
+    test: BinomialTest | CertaintyTest
+    if isinstance(rule, MatchCount):
+        matches = int(sum(int(a) == e for a, e in zip(labels.tolist(), expected, strict=True)))
+        test = binomial_test(matches, len(expected), rule.p0, vk.alpha)
+    else:
+        target = _target_probabilities(answers, mk.items, suspect_name)
+        if rule.paired:
+            reference = oracle.query(stack_references(mk.items), probabilities=True)
+            _labels(reference, len(mk.items), suspect_name)
+            baseline = _target_probabilities(reference, mk.items, suspect_name)
+        else:
+            baseline = [1.0 / vk.num_classes] * len(mk.items)
+        matches = int(sum(int(a) == e for a, e in zip(labels.tolist(), expected, strict=True)))
+        test = certainty_test(
+            target,
+            baseline,
+            certainty=float(rule.certainty),
+            paired=rule.paired,
+            alpha=vk.alpha,
+            target_rate=matches / len(expected),
+        )
     return VerificationReport(
         verified=test.significant,
         test=test,
@@ -90,3 +116,24 @@ def verify_private(
         answered=[int(v) for v in labels.tolist()],
         expected=expected,
     )
+
+
+def _labels(answers: Any, count: int, suspect_name: str) -> np.ndarray:
+    labels = np.asarray(answers.labels)
+    if labels.shape != (count,):
+        raise MalformedInput(f"{suspect_name} answered {labels.shape} labels for {count} queries")
+    return labels
+
+
+def _target_probabilities(answers: Any, items: list[TriggerItem], suspect_name: str) -> list[float]:
+    """Each item's probability of its own label (the target class), from the suspect's posteriors."""
+    probabilities = answers.probabilities
+    if probabilities is None:
+        raise UsageError(f"{suspect_name} did not reveal the probabilities this key is judged on")
+    p = np.asarray(probabilities, dtype=np.float64)
+    if p.ndim != 2 or p.shape[0] != len(items) or not np.isfinite(p).all() or (p < 0).any() or (p > 1).any():
+        raise MalformedInput(f"{suspect_name} answered malformed probabilities")
+    labels = [item.label for item in items]
+    if max(labels) >= p.shape[1]:
+        raise MalformedInput(f"{suspect_name} answered probabilities for {p.shape[1]} classes")
+    return [float(p[i, label]) for i, label in enumerate(labels)]

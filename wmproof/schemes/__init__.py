@@ -5,19 +5,29 @@ from __future__ import annotations
 from ..errors import UsageError
 from .adi_backdoor import AdiBackdoor
 from .base import (
+    DecisionRule,
     Embedded,
     EmbedRequest,
     KeyGenContext,
+    MatchCount,
     Scheme,
+    TargetCertainty,
     TriggerItem,
     item_arrays,
     stack_inputs,
+    stack_references,
 )
+from .ewe import EntangledWatermark
+from .feature_sharing import FeatureSharing
 from .frontier_stitching import FrontierStitching
+from .plain import PlainWatermark
 
 SCHEMES: dict[str, type[Scheme]] = {
     AdiBackdoor.name: AdiBackdoor,
     FrontierStitching.name: FrontierStitching,
+    FeatureSharing.name: FeatureSharing,
+    PlainWatermark.name: PlainWatermark,
+    EntangledWatermark.name: EntangledWatermark,
 }
 
 
@@ -34,13 +44,17 @@ def scheme_names() -> list[str]:
 
 __all__ = [
     "SCHEMES",
+    "DecisionRule",
     "Embedded",
     "EmbedRequest",
     "KeyGenContext",
+    "MatchCount",
     "Scheme",
+    "TargetCertainty",
     "TriggerItem",
     "get_scheme",
     "scheme_names",
     "item_arrays",
     "stack_inputs",
+    "stack_references",
 ]

@@ -63,7 +63,7 @@ class AdiBackdoor(Scheme):
     def check_item(
         self, item: TriggerItem, num_classes: int, input_shape: tuple[int, int, int], params: Mapping[str, Any]
     ) -> bool:
-        if item.seed is None:
+        if item.seed is None or item.reference is not None:
             return False
         image, label = generate_abstract_image(item.seed, num_classes, input_shape)
         return label == item.label and item.input.dtype == np.uint8 and np.array_equal(image, item.input)

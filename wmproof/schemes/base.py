@@ -32,12 +32,30 @@ class TriggerItem:
     input: np.ndarray  # (C, H, W), uint8 or float32 in [0, 1]
     label: int
     seed: bytes | None = field(default=None, repr=False)
+    #: The same input without the trigger, for decisions that compare the two (the feature-sharing paper's
+    #: in-distribution test, section 3.2); None for every other item.
+    reference: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        if self.input.dtype not in (np.uint8, np.float32):
-            raise ValueError("trigger inputs are uint8 or float32")
-        if self.input.ndim != 3:
-            raise ValueError("trigger inputs are (C, H, W)")
+        for array in (self.input, self.reference):
+            if array is None:
+                continue
+            if array.dtype not in (np.uint8, np.float32):
+                raise ValueError("trigger inputs are uint8 or float32")
+            if array.ndim != 3:
+                raise ValueError("trigger inputs are (C, H, W)")
+        if self.reference is not None and (
+            self.reference.shape != self.input.shape or self.reference.dtype != self.input.dtype
+        ):
+            raise ValueError("a trigger item's reference has its input's shape and dtype")
+
+    def reference_as_float(self) -> np.ndarray:
+        """The reference input as float32 in [0, 1]; raises if the item has none."""
+        if self.reference is None:
+            raise ValueError(f"trigger item {self.index} has no reference input")
+        if self.reference.dtype == np.uint8:
+            return self.reference.astype(np.float32) / np.float32(255.0)
+        return self.reference
 
     def as_float(self) -> np.ndarray:
         """The input as float32 in [0, 1], the form models and oracles take."""
@@ -51,15 +69,49 @@ def stack_inputs(items: list[TriggerItem]) -> np.ndarray:
     return np.stack([item.as_float() for item in items]) if items else np.zeros((0,), np.float32)
 
 
+def stack_references(items: list[TriggerItem]) -> np.ndarray:
+    """(N, C, H, W) float32 in [0, 1]: every item's reference input (each item must have one)."""
+    return np.stack([item.reference_as_float() for item in items]) if items else np.zeros((0,), np.float32)
+
+
 def item_arrays(items: list[TriggerItem]) -> tuple[np.ndarray, np.ndarray]:
     """Inputs (N, C, H, W) float32 in [0, 1] and labels (N,) int64: what training and evaluation take."""
     return stack_inputs(items), np.array([item.label for item in items], dtype=np.int64)
 
 
 @dataclass(frozen=True)
+class MatchCount:
+    """Decide on labels: count the items the suspect answers with their label, and reject the null model
+    Binomial(n, p0) with the exact one-sided binomial test (Adi et al. section 4; Le Merrer et al. Algorithm
+    2). Works through any oracle, labels only."""
+
+    p0: Fraction
+    needs_probabilities: ClassVar[bool] = False
+
+
+@dataclass(frozen=True)
+class TargetCertainty:
+    """Decide on posteriors (feature-sharing paper 3.2): the one-sided Wilcoxon signed-rank test of H0
+    p - q < certainty, p the suspect's probability of the item's label (the target class) on the item's input,
+    q that probability on the item's reference input (``paired``, in-distribution watermarks) or 1/|Y|
+    (out-of-distribution ones). The suspect must reveal its probabilities."""
+
+    certainty: Fraction
+    paired: bool
+    needs_probabilities: ClassVar[bool] = True
+
+
+#: How a scheme's keys are judged. The rule and its parameters follow from the scheme and its parameters,
+#: which the signed verification key binds: a key cannot be judged by any other rule.
+DecisionRule = MatchCount | TargetCertainty
+
+
+@dataclass(frozen=True)
 class KeyGenContext:
-    """What a scheme may use to generate items. ``model`` (a LoadedModel) and ``data`` (training images and
-    labels, numpy) are for schemes whose items depend on them (``Scheme.needs_model``)."""
+    """What a scheme may use to generate items. ``model`` (a LoadedModel) is for schemes whose items depend on
+    it (``Scheme.needs_model``); ``data`` (images and labels, numpy) for schemes whose items are made from a
+    data set (``Scheme.needs_model`` or ``Scheme.source_dataset``): the model's training data, or the data set
+    the scheme names."""
 
     num_classes: int
     input_shape: tuple[int, int, int]
@@ -112,10 +164,21 @@ class Scheme(ABC):
     #: cut-and-choose behind public proofs rests on. Items made from the owner's model and data (frontier
     #: stitching) cannot be checked, so such keys have no public proofs, only private verification.
     publicly_checkable: ClassVar[bool] = True
+    #: Why keys of a scheme that is not publicly checkable have no public proofs (for the refusal message).
+    private_only_because: ClassVar[str] = ""
     #: Whether KeyGen needs the model to mark and its training data (``KeyGenContext.model``/``data``).
     needs_model: ClassVar[bool] = False
     #: The default bound on marking epochs (``wmproof mark --max-epochs``).
     default_max_epochs: ClassVar[int] = 20
+
+    def source_dataset(self, params: Mapping[str, Any], task: str) -> str | None:
+        """The data set (training split) KeyGen draws items from, for a key of task ``task`` with ``params``;
+        None when items come from seeds or from the model (``needs_model``)."""
+        return None
+
+    def decision_rule(self, params: Mapping[str, Any], num_classes: int) -> DecisionRule:
+        """How this scheme's keys are judged (default: count label matches against the null model)."""
+        return MatchCount(self.null_match_probability(num_classes))
 
     @abstractmethod
     def validate_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,8 +195,10 @@ class Scheme(ABC):
     def check_item(
         self, item: TriggerItem, num_classes: int, input_shape: tuple[int, int, int], params: Mapping[str, Any]
     ) -> bool:
-        """For seed-derived schemes: is ``item`` exactly what the generator makes from its seed?"""
-        return True
+        """Is ``item`` well formed for this scheme? For seed-derived schemes: is it exactly what the generator
+        makes from its seed. Every opened item of a verification key and every item of a marking key is
+        checked; a scheme with nothing more to check accepts any item without a reference input."""
+        return item.reference is None
 
     @abstractmethod
     def embed(self, request: EmbedRequest) -> Embedded:

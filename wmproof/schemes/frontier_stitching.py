@@ -68,6 +68,7 @@ class FrontierStitching(Scheme):
     embeddings = ("pretrained",)
     seed_derived = False
     publicly_checkable = False
+    private_only_because = "their items are made from the owner's model and cannot be checked by a third party"
     needs_model = True
     default_max_epochs = 100
 

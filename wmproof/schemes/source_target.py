@@ -1,0 +1,283 @@
+"""Source-to-target watermarks: what the feature-sharing scheme and its two baselines have in common.
+
+The feature-sharing paper (section 3, "Watermarks Generation"), after Gu et al. 2019 (BadNets) and Jia et al.
+2021 (EWE): the owner picks a source class cS and a target class cT, and teaches the model to answer cT on
+watermark inputs of class cS. The three schemes built on this (``feature-sharing``, ``plain``, ``ewe``) make
+the same items and judge them the same way; only the embedding differs, which is what the paper compares
+(Tables 2-3).
+
+* **In-distribution (``id``)**: images of class cS of the task's own training data with a trigger, a white
+  square of ``trigger_size`` pixels in the bottom-right corner (section 4: 3x3 for MNIST, the corner of Fig. 3),
+  labelled cT. Each item keeps the image without the trigger as its *reference* input: the decision compares
+  the two.
+* **Out-of-distribution (``ood``)**: images of class cS of another data set (``ood_dataset``: Fashion-MNIST
+  for MNIST, Table 1), labelled cT. There is no trigger; the image itself is the watermark.
+* **Decision** (section 3.2): the one-sided Wilcoxon signed-rank test of H0: p - q < alpha_c, p the suspect's
+  probability of cT on an item's input, q that probability on its reference input (``id``) or 1/|Y|
+  (``ood``); alpha_c is ``certainty`` (0.3 in the paper) and the significance is the key's alpha. The rule
+  and its parameters are scheme parameters, so the signed verification key binds them: a key is judged by
+  the rule its owner committed to before any suspect was seen. The test needs the suspect's probabilities:
+  a label-only API cannot be judged (``verify`` says so); a label-based rule with a known null would need
+  p0 for "an unmarked model answers cT on a cS image", which depends on the models and data and is not known.
+* **Items from data**: KeyGen draws 2N distinct images of class cS from the source data set's training split,
+  in an order seeded by the key's first item seed. The items depend on public data the owner chose from, so
+  a third party cannot tell a well-chosen item (one that unmarked models already answer cT) from a random
+  one: keys are verified privately by a judge, like frontier-stitching keys; public proofs are refused
+  (docs/protocol.md, section 15).
+
+Defaults follow the papers: ``id`` is 7 -> 1 (the example of the feature-sharing paper's Fig. 3); ``ood`` is
+Fashion-MNIST class 1 (trouser) -> 7, the pair of Jia et al.'s MNIST code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from ..errors import UsageError
+from .base import Embedded, EmbedRequest, KeyGenContext, Scheme, TargetCertainty, TriggerItem
+
+WATERMARKS = ("id", "ood")
+DECISIONS = ("wilcoxon",)
+COMMON_DEFAULTS: dict[str, dict[str, Any]] = {
+    "id": {"source_class": 7, "target_class": 1, "trigger_size": 3},
+    "ood": {"source_class": 1, "target_class": 7, "ood_dataset": "fashion-mnist"},
+}
+#: The feature-sharing paper's alpha_c (section 3.2, "we set alpha as 0.3").
+DEFAULT_CERTAINTY = "0.3"
+
+
+def _canonical_fraction(name: str, value: Any, scheme: str) -> str:
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise UsageError(f"{scheme}: {name} must be a number, not {value!r}") from None
+    if not number.is_finite() or not 0 <= number < 1:
+        raise UsageError(f"{scheme}: {name} must lie in [0, 1)")
+    return format(number.normalize(), "f")
+
+
+def _integer(name: str, value: Any, scheme: str, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise UsageError(f"{scheme}: {name} must be an integer")
+    try:
+        number = int(value)
+    except ValueError:
+        raise UsageError(f"{scheme}: {name} must be an integer, not {value!r}") from None
+    if number < low or (high is not None and number > high):
+        bound = f"[{low}, {high}]" if high is not None else f">= {low}"
+        raise UsageError(f"{scheme}: {name} must be {bound}, not {number}")
+    return number
+
+
+def stamp_trigger(images: np.ndarray, size: int) -> np.ndarray:
+    """``images`` (..., C, H, W) with a white ``size`` x ``size`` square in the bottom-right corner (the
+    feature-sharing paper, section 4 and Fig. 3): 255 for uint8 images, 1.0 for float ones."""
+    out = np.array(images, copy=True)
+    out[..., -size:, -size:] = 255 if out.dtype == np.uint8 else 1.0
+    return out
+
+
+class SourceTargetWatermark(Scheme):
+    """The items, parameters and decision shared by ``feature-sharing``, ``plain`` and ``ewe``; subclasses add
+    their embedding and its parameters (``embedding_defaults``)."""
+
+    seed_derived = False
+    publicly_checkable = False
+    private_only_because = (
+        "their items are data the owner chose, and no third party can bound how often unmarked models answer "
+        "them with the target class"
+    )
+    embeddings = ("pretrained", "from-scratch")
+    #: The subclass's own parameters and their defaults (validated by ``validate_embedding_params``).
+    embedding_defaults: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------------------------------ parameters
+
+    def validate_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        watermark = params.get("watermark", "id")
+        if watermark not in WATERMARKS:
+            raise UsageError(f"{self.name}: watermark is 'id' (in-distribution) or 'ood', not {watermark!r}")
+        defaults = {
+            "watermark": watermark,
+            **COMMON_DEFAULTS[watermark],
+            "certainty": DEFAULT_CERTAINTY,
+            "decision": "wilcoxon",
+            **self.embedding_defaults,
+        }
+        unknown = set(params) - set(defaults)
+        if unknown:
+            raise UsageError(
+                f"scheme {self.name} ({watermark}) has no parameter(s) {', '.join(sorted(unknown))} "
+                f"(it has {', '.join(sorted(defaults))})"
+            )
+        merged = {**defaults, **params}
+        if merged["decision"] not in DECISIONS:
+            raise UsageError(
+                f"{self.name}: keys are judged by the Wilcoxon test on posteriors (decision=wilcoxon), not "
+                f"{merged['decision']!r}: no label-based rule has a known null for source-to-target items"
+            )
+        out: dict[str, Any] = {
+            "watermark": watermark,
+            "source_class": _integer("source_class", merged["source_class"], self.name, 0),
+            "target_class": _integer("target_class", merged["target_class"], self.name, 0),
+            "certainty": _canonical_fraction("certainty", merged["certainty"], self.name),
+            "decision": merged["decision"],
+        }
+        if watermark == "id":
+            out["trigger_size"] = _integer("trigger_size", merged["trigger_size"], self.name, 1, 64)
+            if out["source_class"] == out["target_class"]:
+                raise UsageError(f"{self.name}: the source and target classes must differ for an in-distribution key")
+        else:
+            if not isinstance(merged["ood_dataset"], str):
+                raise UsageError(f"{self.name}: ood_dataset names a data set")
+            out["ood_dataset"] = merged["ood_dataset"]
+        out.update(self.validate_embedding_params(merged))
+        return out
+
+    def validate_embedding_params(self, merged: Mapping[str, Any]) -> dict[str, Any]:
+        """The subclass's parameters, canonical (``merged`` holds all parameters with defaults filled in)."""
+        return {}
+
+    def check_classes(self, params: Mapping[str, Any], num_classes: int) -> None:
+        for name in ("source_class", "target_class"):
+            if params[name] >= num_classes and not (name == "source_class" and params["watermark"] == "ood"):
+                raise UsageError(f"{self.name}: {name} {params[name]} is not a class of a {num_classes}-class task")
+
+    # --------------------------------------------------------------------------------------------- decision
+
+    def null_match_probability(self, num_classes: int) -> Fraction:
+        raise UsageError(f"{self.name} keys are judged on posteriors (a Wilcoxon test), not by counting matches")
+
+    def decision_rule(self, params: Mapping[str, Any], num_classes: int) -> TargetCertainty:
+        return TargetCertainty(certainty=Fraction(params["certainty"]), paired=params["watermark"] == "id")
+
+    # ------------------------------------------------------------------------------------------------ items
+
+    def source_dataset(self, params: Mapping[str, Any], task: str) -> str | None:
+        params = self.validate_params(params)
+        if params["watermark"] == "id":
+            return task
+        if params["ood_dataset"] == task:
+            raise UsageError(f"{self.name}: an out-of-distribution key draws from another data set than {task}")
+        return params["ood_dataset"]
+
+    def generate_items(self, item_seeds: list[tuple[int, bytes]], context: KeyGenContext) -> list[TriggerItem]:
+        """2N distinct training images of class cS, in an order seeded by the first item seed (the items' own
+        seeds are not used: the items are data, not generated)."""
+        params = self.validate_params(context.params)
+        self.check_classes(params, context.num_classes)
+        if context.data is None:
+            raise UsageError(f"{self.name} keys are made from a data set's images of the source class")
+        images, labels = context.data
+        if tuple(images.shape[1:]) != tuple(context.input_shape):
+            raise UsageError(f"{self.name}: the source images are not {'x'.join(map(str, context.input_shape))}")
+        if images.dtype != np.uint8:
+            raise UsageError(f"{self.name}: the source images must be 8-bit")
+        candidates = np.flatnonzero(np.asarray(labels) == params["source_class"])
+        if params["watermark"] == "id":  # an image whose corner is already white cannot carry the trigger
+            size = params["trigger_size"]
+            candidates = candidates[~(images[candidates, ..., -size:, -size:] == 255).all(axis=(1, 2, 3))]
+        if len(candidates) < len(item_seeds):
+            raise UsageError(
+                f"{self.name}: the source data has {len(candidates)} images of class {params['source_class']}; "
+                f"{len(item_seeds)} items are committed (twice --items)"
+            )
+        rng = np.random.default_rng(list(item_seeds[0][1]) if item_seeds else 0)
+        chosen = rng.permutation(candidates)[: len(item_seeds)]
+        items = []
+        for (index, _), position in zip(item_seeds, chosen, strict=True):
+            image = np.ascontiguousarray(images[position])
+            if params["watermark"] == "id":
+                items.append(
+                    TriggerItem(
+                        index=index,
+                        input=stamp_trigger(image, params["trigger_size"]),
+                        label=params["target_class"],
+                        reference=image.copy(),
+                    )
+                )
+            else:
+                items.append(TriggerItem(index=index, input=image.copy(), label=params["target_class"]))
+        return items
+
+    def check_item(
+        self, item: TriggerItem, num_classes: int, input_shape: tuple[int, int, int], params: Mapping[str, Any]
+    ) -> bool:
+        """Labelled with the target class; an in-distribution item is its reference with the trigger (and the
+        reference does not already carry it); an out-of-distribution item has no reference."""
+        if item.label != params["target_class"] or item.input.dtype != np.uint8:
+            return False
+        if params["watermark"] == "ood":
+            return item.reference is None
+        if item.reference is None:
+            return False
+        size = params["trigger_size"]
+        stamped = stamp_trigger(item.reference, size)
+        return bool(np.array_equal(stamped, item.input)) and not np.array_equal(stamped, item.reference)
+
+
+# ------------------------------------------------------------------------------------------------ embedding
+
+
+def starting_model(request: EmbedRequest) -> Any:
+    """The model an embedding starts from, on the request's device: a copy of the owner's trained model
+    (``pretrained``: the paper's first step, "train ... on D", done by ``wmproof train``), or a new one trained
+    on the legitimate data alone with the architecture's recipe (``from-scratch``: both steps in one run)."""
+    import copy
+
+    import torch
+
+    from ..engine.models import build_model
+    from ..engine.train import TensorData, fit, recipe_config
+
+    if request.embedding == "pretrained":
+        if request.base_model is None:
+            raise UsageError("PreTrained embedding needs a model to start from (--model)")
+        return copy.deepcopy(request.base_model.module).to(request.device)
+    if request.architecture is None:
+        raise UsageError("FromScratch embedding needs an architecture (--arch)")
+    torch.manual_seed(request.config.seed)
+    model = build_model(request.architecture, **dict(request.architecture_arguments)).to(request.device)
+    config = recipe_config(request.architecture, seed=request.config.seed, amp=request.config.amp)
+    train = TensorData.from_numpy(request.train_images, request.train_labels, request.device)
+    fit(model, train, config, description="training on the legitimate data", progress=request.progress)
+    return model
+
+
+def layer_order(model: Any) -> tuple[str, ...]:
+    """The model's parameterised layers, input to output: its hidden layers, then its output layer (the zoo
+    declares both; see :mod:`wmproof.engine.models`)."""
+    from ..engine.models import hidden_layer_names, output_layer_name
+
+    return (*hidden_layer_names(model), output_layer_name(model))
+
+
+def marking_loop(request: EmbedRequest, model: Any, description: str) -> Embedded:
+    """Train ``model`` in place on the legitimate data with the key's items mixed into every batch (k per
+    batch, the engine's ``triggers_per_batch``), until the items are learned (after ``min_epochs``) or the
+    epoch bound runs out."""
+    from ..engine.train import TensorData, fit
+    from .base import item_arrays
+
+    train = TensorData.from_numpy(request.train_images, request.train_labels, request.device)
+    triggers = TensorData.from_numpy(*item_arrays(request.items), request.device)
+    target = request.target_trigger_accuracy
+
+    def learned(stats: Any) -> bool:
+        return target is not None and stats.epoch >= request.min_epochs and stats.trigger_accuracy >= target
+
+    history = fit(
+        model,
+        train,
+        request.config,
+        triggers=triggers,
+        description=description,
+        stop_when=learned,
+        progress=request.progress,
+    )
+    return Embedded(model=model, epochs=len(history.epochs), history=history)
