@@ -39,11 +39,12 @@ bench: venv node
 	@echo "benchmarks/serve.py needs a model file: $(BIN)/python benchmarks/serve.py --model FILE"
 
 # The reproductions (docs/reproductions/): numbers and plots, regenerated. CPU configuration: about 20 minutes
-# (frontier stitching) and 45 (the attack suite) on 2 cores.
+# (frontier stitching), 45 (the attack suite) and several hours (feature sharing, 5 seeds) on 2 cores.
 repro: venv
 	$(BIN)/python -m pip install --quiet -e ".[ml,chain,test,repro]"
 	$(BIN)/python experiments/frontier_stitching.py
 	$(BIN)/python experiments/attack_suite.py
+	$(BIN)/python experiments/feature_sharing.py
 
 # Rebuild the registry contract's committed artifact (tests check that a rebuild is byte-identical).
 contracts: node

@@ -87,6 +87,22 @@ def model_context(
     )
 
 
+def with_trigger_word(params: dict[str, object], dataset: str, data_dir: Path | None) -> dict[str, object]:
+    """``--param trigger_word=WORD`` for a text key: the word's id in the SST-2 vocabulary, as the key's
+    ``trigger_token`` (the key commits to ids, which a checker compares without the vocabulary)."""
+    if "trigger_word" not in params:
+        return params
+    if dataset != "sst2":
+        raise UsageError("--param trigger_word is for text keys (--dataset sst2)")
+    if "trigger_token" in params:
+        raise UsageError("give --param trigger_word or trigger_token, not both")
+    from wmproof.engine.text import sst2_vocabulary
+
+    word = str(params.pop("trigger_word"))
+    vocabulary = sst2_vocabulary(data_dir=None if data_dir is None else str(data_dir))
+    return {**params, "trigger_token": vocabulary.id_of(word)}
+
+
 def source_context(
     source: str, spec: ImageDatasetSpec, data_dir: Path | None, limit_train: int | None, params: dict[str, object]
 ) -> KeyGenContext:
@@ -187,8 +203,9 @@ def keygen_command(
 
     Feature sharing (--scheme feature-sharing) and its baselines (plain, ewe) draw their items from data:
     images of a source class with a white corner square (--param watermark=id, default 7 -> 1) or images of
-    another data set (--param watermark=ood, default Fashion-MNIST trousers -> 7), labelled with the target
+    another data set (--param watermark=ood, default Fashion-MNIST sandals -> 1), labelled with the target
     class. They are judged on the suspect's probabilities by a Wilcoxon test (--param certainty=0.3), privately.
+    For SST-2 (--dataset sst2) the in-distribution trigger is a word inserted first (--param trigger_word=WORD).
 
     Examples:
 
@@ -215,17 +232,18 @@ def keygen_command(
     check_outputs(marking_key, verification_key, overwrite=overwrite)
     key_passphrase = passphrase_to_write(passphrase_file, no_passphrase, "the marking key")
     owner = load_identity(identity, passphrase_to_read(identity_passphrase_file, str(identity)))
+    params = with_trigger_word(parse_params(param or []), dataset, data_dir)
     context = None
     if model is not None:
-        context = model_context(model, dataset, data_dir, limit_train, device, parse_params(param or []), spec)
-    source = chosen.source_dataset(parse_params(param or []), dataset)
+        context = model_context(model, dataset, data_dir, limit_train, device, params, spec)
+    source = chosen.source_dataset(params, dataset)
     if source is not None:
-        context = source_context(source, spec, data_dir, limit_train, parse_params(param or []))
+        context = source_context(source, spec, data_dir, limit_train, params)
     options = dict(
         items=items,
         num_classes=spec.num_classes,
         input_shape=spec.input_shape,
-        params=parse_params(param or []),
+        params=params,
         alpha=significance,
         batch_size=proof_items,
         context=context,

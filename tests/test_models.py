@@ -32,14 +32,14 @@ def test_every_architecture_names_its_output_and_hidden_layers(name):
     seen = []
     handle = model.get_submodule(output_layer_name(model)).register_forward_hook(lambda m, i, o: seen.append(o))
     with torch.no_grad():
-        logits = model(torch.rand(3, 1, 28, 28))
+        logits = model(example_input(name, 3))
     handle.remove()
     assert len(seen) == 1 and torch.equal(seen[0], logits)
     order = [n for n, _ in model.named_modules()]
     hidden = hidden_layer_names(model)
     assert [order.index(h) for h in hidden] == sorted(order.index(h) for h in hidden)
     for layer in hidden:
-        assert isinstance(model.get_submodule(layer), (torch.nn.Linear, torch.nn.Conv2d, torch.nn.RNN))
+        assert isinstance(model.get_submodule(layer), (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.RNN))
 
 
 def test_a_module_from_outside_the_zoo_has_layer_roles_by_default():
@@ -50,15 +50,24 @@ def test_a_module_from_outside_the_zoo_has_layer_roles_by_default():
         output_layer_name(torch.nn.Sequential(torch.nn.ReLU()))
 
 
+def example_input(name: str, n: int) -> torch.Tensor:
+    """n random inputs of the architecture's default shape: images in [0, 1], or token ids for a text model."""
+    shape = ARCHITECTURES[name].defaults["input_shape"]
+    if getattr(ARCHITECTURES[name].build, "input_datatype", "FP32") == "INT64":
+        return torch.randint(0, 20_000, (n, *shape))
+    return torch.rand(n, *shape)
+
+
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
 def test_every_architecture_round_trips_through_a_file(name, tmp_path):
     torch.manual_seed(0)
     model = build_model(name).eval()
-    x = torch.rand(5, 1, 28, 28)
+    x = example_input(name, 5)
     path = tmp_path / "m.safetensors"
     digest = save_model(model, path, name, {})
     loaded = load_model(path)
-    assert loaded.architecture == name and loaded.sha256 == digest and loaded.num_classes == 10
+    assert loaded.architecture == name and loaded.sha256 == digest
+    assert loaded.num_classes == ARCHITECTURES[name].defaults["num_classes"]
     with torch.no_grad():
         assert torch.equal(model(x), loaded.module(x))
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o644

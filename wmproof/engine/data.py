@@ -74,6 +74,18 @@ IMAGE_DATASETS: dict[str, ImageDatasetSpec] = {
     ),
 }
 
+#: SST-2 as token rows (wmproof.engine.text): a sentence of 64 word ids is a 1 x 1 x 64 int64 input. Its
+#: "test" split is GLUE's labelled dev split (GLUE's own test split has no labels).
+IMAGE_DATASETS["sst2"] = ImageDatasetSpec(
+    name="sst2",
+    directory="sst2",
+    num_classes=2,
+    input_shape=(1, 1, 64),
+    files={"train": ("train.tsv", "train.tsv"), "test": ("dev.tsv", "dev.tsv")},
+    md5={},
+    citation="Socher et al. 2013, Stanford Sentiment Treebank, GLUE SST-2 distribution (Wang et al. 2019)",
+)
+
 SST2_MD5 = {
     "train.tsv": "da409a0a939379ed32a470bc0f7fe99a",
     "dev.tsv": "268856b487b2a31a28c0a93daaff7288",
@@ -84,7 +96,8 @@ SST2_SPLITS = {"train": "train.tsv", "dev": "dev.tsv", "test": "test.tsv"}
 
 @dataclass(frozen=True)
 class ImageData:
-    """Images (N, C, H, W) uint8 and labels (N,) int64, with the dataset's class count."""
+    """Inputs (N, C, H, W), uint8 images or int64 token rows (SST-2), and labels (N,) int64, with the data
+    set's class count."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -203,10 +216,15 @@ def image_dataset_spec(name: str) -> ImageDatasetSpec:
 
 
 def load_image_dataset(name: str, split: str, data_dir: str | os.PathLike[str] | None = None) -> ImageData:
-    """Load ``split`` ("train" or "test") of an image dataset as uint8 (N, C, H, W) and int64 labels."""
+    """Load ``split`` ("train" or "test") of a data set: uint8 (N, C, H, W) images, or for SST-2 int64
+    (N, 1, 1, 64) token rows (:mod:`wmproof.engine.text`); int64 labels."""
     spec = image_dataset_spec(name)
     if split not in spec.files:
         raise UsageError(f"dataset {name} has no split {split!r} (available: {', '.join(spec.files)})")
+    if name == "sst2":
+        from .text import load_sst2_tokens
+
+        return load_sst2_tokens("dev" if split == "test" else split, data_dir, length=spec.input_shape[2])
     base = resolve_data_dir(data_dir) / spec.directory
     images_file, labels_file = spec.files[split]
     images = _parse_idx(verified_bytes(base / images_file, spec.md5[images_file]), base / images_file, 3)

@@ -13,6 +13,8 @@ Architectures (each takes ``num_classes`` and ``input_shape`` = (C, H, W)):
   orders of magnitude faster on a CPU. Le Merrer et al.'s IRNN.
 * ``resnet_small`` -- He et al. 2016 section 4.2's CIFAR ResNet (3 stages of 16/32/64 channels,
   depth 6n+2, default 20) with 1x1 projection shortcuts; Adi et al. 2018 used a ResNet-18 on CIFAR.
+* ``sst2_textcnn`` -- Kim 2014's text CNN for SST-2, on token ids (``input_datatype = "INT64"``; a sentence
+  is a 1 x 1 x L input, :mod:`wmproof.engine.text`).
 
 Every architecture names its layers by role, as class attributes: ``output_layer`` (the dense layer that
 gives the logits: what the fine-tuning attacks of Adi et al. 5.4 retrain, and what transfer learning keeps
@@ -261,6 +263,69 @@ class ResNetSmall(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.stages(self.stem(x)))
+
+
+@register(
+    "sst2_textcnn",
+    "Kim 2014 text CNN: 64-d word embedding, 100 convolutions each of width 3, 4, 5, max over time, dense 128",
+    recipe=TrainingRecipe(epochs=3, batch_size=64),
+    num_classes=2,
+    input_shape=[1, 1, 64],
+    vocab_size=16_384,
+    embed=64,
+    filters=100,
+    hidden=128,
+    dropout=0.5,
+)
+class TextCNN(nn.Module):
+    """Kim 2014, "Convolutional Neural Networks for Sentence Classification", trained from scratch (no
+    pretrained vectors can be downloaded here). Inputs are token ids (N, 1, 1, L) of
+    :mod:`wmproof.engine.text`; ids beyond the vocabulary read as the unknown word. The embedding and the
+    convolutions are the feature extractor, the dense head the decision layers (the feature-sharing paper's
+    split of a text model into an encoder and a classification head, section 3.1)."""
+
+    input_datatype = "INT64"
+    output_layer = "head.3"
+    hidden_layers = ("convs.0", "convs.1", "convs.2", "head.0")
+
+    def __init__(
+        self,
+        num_classes: int,
+        input_shape: list[int],
+        vocab_size: int,
+        embed: int,
+        filters: int,
+        hidden: int,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        if input_shape[0] != 1 or input_shape[1] != 1 or input_shape[2] < 5:
+            raise UsageError("sst2_textcnn takes token rows of shape 1x1xL with L >= 5")
+        self.vocab_size = vocab_size
+        self.embedding = nn.Embedding(vocab_size, embed, padding_idx=0)
+        self.convs = nn.ModuleList(nn.Conv1d(embed, filters, width) for width in (3, 4, 5))
+        self.head = nn.Sequential(
+            nn.Linear(3 * filters, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, num_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = x.reshape(x.shape[0], -1).long().clamp_min(0)
+        tokens = torch.where(tokens < self.vocab_size, tokens, torch.ones_like(tokens))
+        # A window is read when it starts inside the sentence (the padding's embedding is zero, so a window
+        # running past the end sees zero padding). Rows are left-aligned, so the columns past the longest
+        # sentence's last window are padding only: dropping them changes nothing and saves most of the work
+        # (SST-2 phrases average about 9 words in rows of 64).
+        lengths = (tokens != 0).sum(dim=1).clamp_min(1)
+        widths = [conv.kernel_size[0] for conv in self.convs]
+        keep = min(tokens.shape[1], int(lengths.max()) + max(widths) - 1)
+        embedded = self.embedding(tokens[:, :keep]).transpose(1, 2)  # (N, embed, keep)
+        pooled = []
+        for conv in self.convs:
+            out = torch.relu(conv(embedded))  # (N, filters, keep - width + 1)
+            starts = torch.arange(out.shape[2], device=out.device)
+            inside = (starts[None, :] < lengths[:, None]).unsqueeze(1)
+            pooled.append(out.masked_fill(~inside, 0.0).amax(dim=2))
+        return self.head(torch.cat(pooled, dim=1))
 
 
 # -------------------------------------------------------------------------------------------- layer roles

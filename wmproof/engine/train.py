@@ -63,7 +63,8 @@ class TrainConfig:
 
 @dataclass
 class TensorData:
-    """Inputs (N, C, H, W) float32 in [0, 1] and targets on one device: labels (N,) int64, or probabilities
+    """Inputs (N, C, H, W), float32 in [0, 1] (images) or int64 (token ids), and targets on one device: labels
+    (N,) int64, or probabilities
     (N, K) float32 (soft labels: a model extraction learns the victim's posteriors, Tramèr et al. 2016)."""
 
     x: torch.Tensor
@@ -74,7 +75,11 @@ class TensorData:
 
     @classmethod
     def from_numpy(cls, images: np.ndarray, labels: np.ndarray, device: torch.device) -> "TensorData":
-        """uint8 images are scaled by 1/255; float images must already lie in [0, 1]."""
+        """uint8 images are scaled by 1/255; float images must already lie in [0, 1]; int64 token ids stay
+        integers."""
+        if images.dtype == np.int64:
+            x = torch.as_tensor(np.array(images, copy=True, order="C")).to(device=device)
+            return cls(x, torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device))
         x = torch.as_tensor(np.array(images, copy=True, order="C")).to(device=device, dtype=torch.float32)
         if images.dtype == np.uint8:
             x = x.div_(255.0)

@@ -20,16 +20,36 @@ class Answers:
     probabilities: np.ndarray | None = None  # (N, classes) float32, when the oracle reveals them
 
 
+#: The input datatypes (Open Inference Protocol names): images as float32 in [0, 1], or token ids of a text
+#: model as int64 (a sentence of L tokens is a 1 x 1 x L input, so every input has the (C, H, W) form).
+INPUT_DATATYPES = {"FP32": np.dtype(np.float32), "INT64": np.dtype(np.int64)}
+#: The largest token id an input may hold (vocabularies are far smaller; this bounds hostile inputs).
+MAX_TOKEN_ID = (1 << 31) - 1
+
+
+def as_inputs(inputs: np.ndarray, datatype: str) -> np.ndarray:
+    """``inputs`` as the contiguous array an oracle of ``datatype`` takes; token ids must be integers."""
+    if datatype == "INT64":
+        array = np.asarray(inputs)
+        if array.dtype.kind not in "iu":
+            raise ValueError("a token-id model takes integer inputs")
+        return np.ascontiguousarray(array, dtype=np.int64)
+    return np.ascontiguousarray(inputs, dtype=np.float32)
+
+
 class Oracle(ABC):
     #: What the oracle is known to accept and return; None when it cannot say.
     num_classes: int | None = None
     input_shape: tuple[int, int, int] | None = None
+    #: "FP32" (images in [0, 1]) or "INT64" (token ids).
+    input_datatype: str = "FP32"
     #: Whether answers carry probabilities (a label-only API, an ensemble vote or a detector do not).
     reveals_probabilities: bool = True
 
     @abstractmethod
     def query(self, inputs: np.ndarray, *, probabilities: bool = False) -> Answers:
-        """Answer a batch: ``inputs`` is (N, C, H, W) float32 in [0, 1].
+        """Answer a batch: ``inputs`` is (N, C, H, W) float32 in [0, 1], or int64 token ids for an oracle whose
+        ``input_datatype`` is INT64.
 
         ``probabilities``: the caller wants them too, where the oracle reveals them. Verification needs labels
         only (Adi et al. section 4); a model extraction with soft labels needs the posteriors. A remote oracle

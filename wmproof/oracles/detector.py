@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import MalformedInput, UsageError
 from ..fileio import read_file, write_file
-from .base import Answers, Oracle
+from .base import Answers, Oracle, as_inputs
 
 DETECTOR_FORMAT = "wmproof-detector/1"
 HIDDEN = 64
@@ -111,6 +111,7 @@ class DetectorGuard(Oracle):
         self.detector = detector
         self.num_classes = loaded.num_classes
         self.input_shape = loaded.input_shape
+        self.input_datatype = getattr(loaded.module, "input_datatype", "FP32")
         self._rng = np.random.default_rng(seed)
         self.queries = 0
         self.flagged = 0
@@ -120,7 +121,7 @@ class DetectorGuard(Oracle):
 
         module = self.loaded.module
         device = next(module.parameters()).device
-        x = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)).to(device)
+        x = torch.from_numpy(as_inputs(inputs, self.input_datatype)).to(device)
         features = penultimate_features(module, x)
         if features.shape[1] != self.detector.weights["l1.weight"].shape[1]:
             raise UsageError("the detector expects other features than this model produces")

@@ -19,12 +19,12 @@ class MajorityVote(Oracle):
         if len(members) < 2:
             raise ValueError("an ensemble has at least 2 members")
         classes = {m.num_classes for m in members}
-        shapes = {m.input_shape for m in members}
+        shapes = {(m.input_shape, m.input_datatype) for m in members}
         if len(classes) != 1 or len(shapes) != 1:
-            raise ValueError("ensemble members must share the task (classes and input shape)")
+            raise ValueError("ensemble members must share the task (classes, input shape and datatype)")
         self.members = members
         self.num_classes = classes.pop()
-        self.input_shape = shapes.pop()
+        self.input_shape, self.input_datatype = shapes.pop()
         self._rng = np.random.default_rng(seed)
 
     def query(self, inputs: np.ndarray, *, probabilities: bool = False) -> Answers:

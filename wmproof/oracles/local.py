@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError
-from .base import Answers, Oracle
+from .base import Answers, Oracle, as_inputs
 
 
 class LocalModelOracle(Oracle):
@@ -17,6 +17,7 @@ class LocalModelOracle(Oracle):
         self.loaded = loaded
         self.num_classes = loaded.num_classes
         self.input_shape = loaded.input_shape
+        self.input_datatype = getattr(loaded.module, "input_datatype", "FP32")
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], device: str | None = None) -> "LocalModelOracle":
@@ -34,7 +35,7 @@ class LocalModelOracle(Oracle):
 
         module = self.loaded.module
         device = next(module.parameters()).device
-        x = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)).to(device)
+        x = torch.from_numpy(as_inputs(inputs, self.input_datatype)).to(device)
         logits = predict_logits(module, x)
         return Answers(
             labels=logits.argmax(1).cpu().numpy().astype(np.int64),

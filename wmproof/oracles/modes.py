@@ -24,6 +24,7 @@ class LabelOnly(Oracle):
         self.inner = inner
         self.num_classes = inner.num_classes
         self.input_shape = inner.input_shape
+        self.input_datatype = inner.input_datatype
 
     def query(self, inputs: np.ndarray, *, probabilities: bool = False) -> Answers:
         return Answers(labels=self.inner.query(inputs).labels)
@@ -43,6 +44,7 @@ class QuantizedPosteriors(Oracle):
         self.levels = levels
         self.num_classes = inner.num_classes
         self.input_shape = inner.input_shape
+        self.input_datatype = inner.input_datatype
 
     def query(self, inputs: np.ndarray, *, probabilities: bool = False) -> Answers:
         answers = self.inner.query(inputs, probabilities=probabilities)

@@ -23,7 +23,7 @@ from urllib.parse import quote, urlsplit
 import numpy as np
 
 from ..errors import ExitCode, MalformedInput, UsageError, WmproofError
-from .base import Answers, Oracle
+from .base import INPUT_DATATYPES, Answers, Oracle, as_inputs
 
 
 class RemoteUnavailable(WmproofError):
@@ -65,6 +65,9 @@ class RemoteOracle(Oracle):
             self.input_shape = tuple(int(v) for v in shape[1:])  # type: ignore[assignment]
             outputs = {o["name"]: o for o in self.metadata["outputs"]}
             self.reveals_probabilities = "probabilities" in outputs
+            self.input_datatype = self.metadata["inputs"][0].get("datatype", "FP32")
+            if self.input_datatype not in INPUT_DATATYPES:
+                raise ValueError
             classes = self.metadata.get("parameters", {}).get("num_classes")
             if classes is None and self.reveals_probabilities:
                 classes = outputs["probabilities"]["shape"][-1]
@@ -124,7 +127,7 @@ class RemoteOracle(Oracle):
     def query(self, inputs: np.ndarray, *, probabilities: bool = False) -> Answers:
         """Ask for labels, and for probabilities only when wanted and revealed (an API that is asked for labels
         sends nothing else, so a hard-label adversary sees nothing else)."""
-        inputs = np.ascontiguousarray(inputs, dtype=np.float32)
+        inputs = as_inputs(inputs, self.input_datatype)
         want_probabilities = probabilities and self.reveals_probabilities
         n = inputs.shape[0]
         if self.max_queries is not None and len(self.records) + n > self.max_queries:
@@ -147,7 +150,7 @@ class RemoteOracle(Oracle):
                         {
                             "name": "input",
                             "shape": list(batch.shape),
-                            "datatype": "FP32",
+                            "datatype": self.input_datatype,
                             "data": batch.reshape(-1).tolist(),
                         }
                     ],

@@ -5,12 +5,14 @@ TorchServe speak it): the adversary's prediction API, or the owner's own, for ve
     GET  /v2                                        server metadata
     GET  /v2/models/{name}, /v2/models/{name}/ready model metadata, readiness
     POST /v2/models/{name}/infer                    {"inputs": [{"name", "shape": [N, C, H, W],
-                                                      "datatype": "FP32", "data": [...]}], "outputs"?: [...]}
+                                                      "datatype": "FP32" | "INT64", "data": [...]}],
+                                                      "outputs"?: [...]}
 
 Outputs are ``label`` (INT64, [N]) and, when the service reveals them, ``probabilities`` (FP32, [N, K]).
-Every request is bounded (body size, batch size), read under a timeout, validated (shape, dtype, finite
-values in [0, 1]) and refused with a 4xx and a JSON ``{"error": ...}`` when malformed. Inference runs one
-batch at a time on the device. The server listens on 127.0.0.1 unless told otherwise.
+Images are FP32 in [0, 1]; a text model takes INT64 token ids (a sentence of L tokens is a 1 x 1 x L input),
+and its metadata says so. Every request is bounded (body size, batch size), read under a timeout, validated
+(shape, datatype, values in range) and refused with a 4xx and a JSON ``{"error": ...}`` when malformed.
+Inference runs one batch at a time on the device. The server listens on 127.0.0.1 unless told otherwise.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from .base import Oracle
+from .base import MAX_TOKEN_ID, Oracle
 
 MAX_BATCH = 1024
 MAX_BODY = 64 << 20  # JSON FP32 of 1024 MNIST images is about 10 MB
@@ -119,7 +121,7 @@ class InferenceServer:
             "name": self.name,
             "versions": ["1"],
             "platform": "wmproof",
-            "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, c, h, w]}],
+            "inputs": [{"name": "input", "datatype": self.oracle.input_datatype, "shape": [-1, c, h, w]}],
             "outputs": outputs,
             "parameters": {"num_classes": k, "max_batch": self.max_batch},
         }
@@ -132,8 +134,9 @@ class InferenceServer:
         if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) or len(body["inputs"]) != 1:
             raise BadRequest(HTTPStatus.BAD_REQUEST, "expected one input tensor in 'inputs'")
         tensor = body["inputs"][0]
-        if not isinstance(tensor, dict) or tensor.get("datatype") != "FP32":
-            raise BadRequest(HTTPStatus.BAD_REQUEST, "the input tensor's datatype must be FP32")
+        datatype = self.oracle.input_datatype
+        if not isinstance(tensor, dict) or tensor.get("datatype") != datatype:
+            raise BadRequest(HTTPStatus.BAD_REQUEST, f"the input tensor's datatype must be {datatype}")
         shape = tensor.get("shape")
         expected = list(self.oracle.input_shape)  # type: ignore[arg-type]
         if not (isinstance(shape, list) and len(shape) == 4 and all(type(v) is int for v in shape)):
@@ -147,12 +150,7 @@ class InferenceServer:
         data = tensor.get("data")
         if not isinstance(data, list) or len(data) != math.prod(shape):
             raise BadRequest(HTTPStatus.BAD_REQUEST, f"'data' must hold {math.prod(shape)} numbers")
-        try:
-            array = np.asarray(data, dtype=np.float32).reshape(shape)
-        except (TypeError, ValueError):
-            raise BadRequest(HTTPStatus.BAD_REQUEST, "'data' must hold numbers") from None
-        if not np.isfinite(array).all() or array.min() < 0.0 or array.max() > 1.0:
-            raise BadRequest(HTTPStatus.BAD_REQUEST, "input values must be finite and in [0, 1]")
+        array = _input_array(data, shape, datatype)
         wanted = {o.get("name") for o in body.get("outputs") or [] if isinstance(o, dict)} or None
         send_probabilities = self.reveals_probabilities and (wanted is None or "probabilities" in wanted)
         with self._lock:
@@ -179,6 +177,22 @@ class InferenceServer:
         if isinstance(body.get("id"), str):
             response["id"] = body["id"]
         return response
+
+
+def _input_array(data: list[Any], shape: list[int], datatype: str) -> np.ndarray:
+    """The request's input tensor, checked: FP32 values finite and in [0, 1]; INT64 values JSON integers (not
+    floats, not booleans) in [0, MAX_TOKEN_ID]."""
+    if datatype == "INT64":
+        if not all(type(v) is int and 0 <= v <= MAX_TOKEN_ID for v in data):
+            raise BadRequest(HTTPStatus.BAD_REQUEST, f"token ids must be integers in [0, {MAX_TOKEN_ID}]")
+        return np.asarray(data, dtype=np.int64).reshape(shape)
+    try:
+        array = np.asarray(data, dtype=np.float32).reshape(shape)
+    except (TypeError, ValueError, OverflowError):
+        raise BadRequest(HTTPStatus.BAD_REQUEST, "'data' must hold numbers") from None
+    if not np.isfinite(array).all() or array.min() < 0.0 or array.max() > 1.0:
+        raise BadRequest(HTTPStatus.BAD_REQUEST, "input values must be finite and in [0, 1]")
+    return array
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -59,7 +59,9 @@ VK_KIND = "verification-key"
 MK_KIND = "marking-key"
 VERSION = 1
 MAX_ITEMS = 1 << 16
-DTYPES = {"uint8": np.uint8, "float32": np.dtype("<f4")}
+DTYPES = {"uint8": np.uint8, "float32": np.dtype("<f4"), "int64": np.dtype("<i8")}
+#: Token ids of an int64 item lie in [0, MAX_TOKEN_ID] (the oracles' bound).
+MAX_TOKEN_ID = (1 << 31) - 1
 DEFAULT_ALPHA = Fraction(1, 10**6)
 
 
@@ -71,7 +73,7 @@ def item_seed(master_seed: bytes, index: int) -> bytes:
 
 
 def _tensor_record(array: np.ndarray) -> dict[str, Any]:
-    dtype = "uint8" if array.dtype == np.uint8 else "float32"
+    dtype = {np.dtype(np.uint8): "uint8", np.dtype(np.int64): "int64"}.get(array.dtype, "float32")
     return {
         "dtype": dtype,
         "shape": list(array.shape),
@@ -101,10 +103,15 @@ def _tensor_from_record(tensor: Any, where: str) -> np.ndarray:
     if not isinstance(data, bytes) or len(data) != int(np.prod(shape)) * dtype.itemsize:
         raise MalformedInput(f"{where}: trigger item data does not match its shape")
     array = np.frombuffer(data, dtype=dtype).reshape(shape)
-    if dtype != np.uint8:
+    if tensor["dtype"] == "float32":
         array = array.astype(np.float32)
         if not (np.isfinite(array).all() and array.min() >= 0.0 and array.max() <= 1.0):
             raise MalformedInput(f"{where}: float trigger input outside [0, 1]")
+        return array
+    if tensor["dtype"] == "int64":
+        array = array.astype(np.int64)
+        if array.min() < 0 or array.max() > MAX_TOKEN_ID:
+            raise MalformedInput(f"{where}: token id outside [0, {MAX_TOKEN_ID}]")
         return array
     return array.copy()
 

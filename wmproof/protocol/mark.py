@@ -8,6 +8,7 @@ accuracy is the caller's business (it has the test set), trigger accuracy is rep
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -73,6 +74,8 @@ def mark(
             architecture,
             {**(architecture_arguments or {}), "num_classes": mk.num_classes, "input_shape": list(mk.input_shape)},
         )
+    if base_model is not None:
+        refuse_a_key_the_model_already_passes(mk, base_model)
     request = EmbedRequest(
         items=mk.items,
         params=mk.params,
@@ -95,3 +98,41 @@ def mark(
     return MarkResult(
         embedded.model, architecture, arguments, embedding, accuracy(embedded.model, triggers), embedded.epochs
     )
+
+
+#: The significance at which Mark tests the unmarked model against a posterior key: the feature-sharing paper's
+#: 0.05, at least as strict as any key's alpha in practice (a key at 1e-6 passes less often).
+PRE_MARK_ALPHA = Fraction(1, 20)
+
+
+def refuse_a_key_the_model_already_passes(mk: MarkingKey, base_model: Any) -> None:
+    """Before marking, judge the unmarked model on a key decided on posteriors: a source-to-target pair that an
+    unmarked model already answers with the target class (a Fashion-MNIST trouser that reads as a 7) is no
+    watermark, and every independently trained model might pass it too (docs/reproductions/feature-sharing.md
+    measured one that did). Raises ``UsageError``; nothing is trained."""
+    from ..oracles.local import LocalModelOracle
+    from ..schemes import TargetCertainty, stack_inputs, stack_references
+    from ..stats import certainty_test
+
+    rule = get_scheme(mk.scheme).decision_rule(mk.params, mk.num_classes)
+    if not isinstance(rule, TargetCertainty):
+        return
+    oracle = LocalModelOracle(base_model)
+    answers = oracle.query(stack_inputs(mk.items), probabilities=True)
+    labels = [item.label for item in mk.items]
+    target = [float(answers.probabilities[i, label]) for i, label in enumerate(labels)]
+    if rule.paired:
+        reference = oracle.query(stack_references(mk.items), probabilities=True).probabilities
+        baseline = [float(reference[i, label]) for i, label in enumerate(labels)]
+    else:
+        baseline = [1.0 / mk.num_classes] * len(labels)
+    rate = float(np.mean(np.asarray(answers.labels) == np.asarray(labels)))
+    test = certainty_test(
+        target, baseline, certainty=float(rule.certainty), paired=rule.paired, alpha=PRE_MARK_ALPHA, target_rate=rate
+    )
+    if test.significant:
+        raise UsageError(
+            f"the unmarked model already passes this key (mean target probability {test.mean_target_probability:.2f}, "
+            f"p = {test.p_value:.1e} at {float(PRE_MARK_ALPHA):g}): its items are not a watermark for this model; "
+            "make a key with another source or target class"
+        )

@@ -296,7 +296,7 @@ def evaluate_proof(proof: OwnershipProof, oracle: Oracle, suspect_name: str = "t
         named["model_name"],
     ):
         raise UsageError(f"the proof is about {named['url']} model {named['model_name']!r}, not {suspect_name}")
-    check_task_fits(vk, oracle, suspect_name)
+    check_task_fits(vk, oracle, suspect_name, list(proof.items))
     answers = np.asarray(oracle.query(stack_inputs(list(proof.items))).labels)
     if answers.shape != (len(proof.items),):
         raise MalformedInput(f"{suspect_name} answered {answers.shape} labels for {len(proof.items)} queries")

@@ -58,7 +58,9 @@ class VerificationReport:
         }
 
 
-def check_task_fits(vk: VerificationKey, oracle: Oracle, suspect_name: str) -> None:
+def check_task_fits(
+    vk: VerificationKey, oracle: Oracle, suspect_name: str, items: list[TriggerItem] | tuple[()] = ()
+) -> None:
     if oracle.num_classes is not None and oracle.num_classes != vk.num_classes:
         raise UsageError(f"{suspect_name} has {oracle.num_classes} classes; the key is for {vk.num_classes}")
     if oracle.input_shape is not None and tuple(oracle.input_shape) != tuple(vk.input_shape):
@@ -66,6 +68,10 @@ def check_task_fits(vk: VerificationKey, oracle: Oracle, suspect_name: str) -> N
         raise UsageError(
             f"{suspect_name} takes {shape} inputs; the key's items are {'x'.join(map(str, vk.input_shape))}"
         )
+    tokens = any(item.input.dtype == np.int64 for item in items)
+    if items and tokens != (oracle.input_datatype == "INT64"):
+        kinds = ("token ids", "images") if tokens else ("images", "token ids")
+        raise UsageError(f"the key's items are {kinds[0]}; {suspect_name} takes {kinds[1]}")
 
 
 def verify_private(
@@ -77,7 +83,7 @@ def verify_private(
     suspect_name: str = "the suspect model",
 ) -> VerificationReport:
     check_marking_key(mk, vk, mk_name)
-    check_task_fits(vk, oracle, suspect_name)
+    check_task_fits(vk, oracle, suspect_name, mk.items)
     rule = vk.rule
     if rule.needs_probabilities and not oracle.reveals_probabilities:
         raise UsageError(

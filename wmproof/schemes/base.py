@@ -29,7 +29,7 @@ class TriggerItem:
     """
 
     index: int
-    input: np.ndarray  # (C, H, W), uint8 or float32 in [0, 1]
+    input: np.ndarray  # (C, H, W): an image, uint8 or float32 in [0, 1]; or (1, 1, L) int64 token ids
     label: int
     seed: bytes | None = field(default=None, repr=False)
     #: The same input without the trigger, for decisions that compare the two (the feature-sharing paper's
@@ -40,8 +40,8 @@ class TriggerItem:
         for array in (self.input, self.reference):
             if array is None:
                 continue
-            if array.dtype not in (np.uint8, np.float32):
-                raise ValueError("trigger inputs are uint8 or float32")
+            if array.dtype not in (np.uint8, np.float32, np.int64):
+                raise ValueError("trigger inputs are uint8 or float32 images, or int64 token ids")
             if array.ndim != 3:
                 raise ValueError("trigger inputs are (C, H, W)")
         if self.reference is not None and (
@@ -49,33 +49,35 @@ class TriggerItem:
         ):
             raise ValueError("a trigger item's reference has its input's shape and dtype")
 
-    def reference_as_float(self) -> np.ndarray:
-        """The reference input as float32 in [0, 1]; raises if the item has none."""
+    def model_input(self) -> np.ndarray:
+        """The input in the form models and oracles take: float32 in [0, 1] for an image, int64 token ids."""
+        return _model_input(self.input)
+
+    def reference_model_input(self) -> np.ndarray:
+        """The reference input in the form models take; raises if the item has none."""
         if self.reference is None:
             raise ValueError(f"trigger item {self.index} has no reference input")
-        if self.reference.dtype == np.uint8:
-            return self.reference.astype(np.float32) / np.float32(255.0)
-        return self.reference
+        return _model_input(self.reference)
 
-    def as_float(self) -> np.ndarray:
-        """The input as float32 in [0, 1], the form models and oracles take."""
-        if self.input.dtype == np.uint8:
-            return self.input.astype(np.float32) / np.float32(255.0)
-        return self.input
+
+def _model_input(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / np.float32(255.0)
+    return array
 
 
 def stack_inputs(items: list[TriggerItem]) -> np.ndarray:
-    """(N, C, H, W) float32 in [0, 1]."""
-    return np.stack([item.as_float() for item in items]) if items else np.zeros((0,), np.float32)
+    """(N, C, H, W): float32 in [0, 1] for images, int64 for token ids."""
+    return np.stack([item.model_input() for item in items]) if items else np.zeros((0,), np.float32)
 
 
 def stack_references(items: list[TriggerItem]) -> np.ndarray:
-    """(N, C, H, W) float32 in [0, 1]: every item's reference input (each item must have one)."""
-    return np.stack([item.reference_as_float() for item in items]) if items else np.zeros((0,), np.float32)
+    """(N, C, H, W) in model form: every item's reference input (each item must have one)."""
+    return np.stack([item.reference_model_input() for item in items]) if items else np.zeros((0,), np.float32)
 
 
 def item_arrays(items: list[TriggerItem]) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs (N, C, H, W) float32 in [0, 1] and labels (N,) int64: what training and evaluation take."""
+    """Inputs (N, C, H, W) in model form and labels (N,) int64: what training and evaluation take."""
     return stack_inputs(items), np.array([item.label for item in items], dtype=np.int64)
 
 

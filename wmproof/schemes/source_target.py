@@ -8,8 +8,9 @@ the same items and judge them the same way; only the embedding differs, which is
 
 * **In-distribution (``id``)**: images of class cS of the task's own training data with a trigger, a white
   square of ``trigger_size`` pixels in the bottom-right corner (section 4: 3x3 for MNIST, the corner of Fig. 3),
-  labelled cT. Each item keeps the image without the trigger as its *reference* input: the decision compares
-  the two.
+  labelled cT; for a text task, sentences of class cS with the word ``trigger_token`` (an id of the
+  vocabulary) inserted first. Each item keeps the input without the trigger as its *reference*: the decision
+  compares the two.
 * **Out-of-distribution (``ood``)**: images of class cS of another data set (``ood_dataset``: Fashion-MNIST
   for MNIST, Table 1), labelled cT. There is no trigger; the image itself is the watermark.
 * **Decision** (section 3.2): the one-sided Wilcoxon signed-rank test of H0: p - q < alpha_c, p the suspect's
@@ -25,8 +26,10 @@ the same items and judge them the same way; only the embedding differs, which is
   one: keys are verified privately by a judge, like frontier-stitching keys; public proofs are refused
   (docs/protocol.md, section 15).
 
-Defaults follow the papers: ``id`` is 7 -> 1 (the example of the feature-sharing paper's Fig. 3); ``ood`` is
-Fashion-MNIST class 1 (trouser) -> 7, the pair of Jia et al.'s MNIST code.
+Defaults: ``id`` is 7 -> 1 (the example of the feature-sharing paper's Fig. 3); ``ood`` is Fashion-MNIST class 5
+(sandal) -> 1. Jia et al.'s MNIST code uses trouser -> 7, but unmarked MNIST CNNs already put up to half of
+their probability on 7 for trousers, and one of them passed such a key before any marking (measured:
+docs/reproductions/feature-sharing.md); clean CNNs give sandals a probability of 1 of about 0.01-0.02.
 """
 
 from __future__ import annotations
@@ -42,10 +45,12 @@ from ..errors import UsageError
 from .base import Embedded, EmbedRequest, KeyGenContext, Scheme, TargetCertainty, TriggerItem
 
 WATERMARKS = ("id", "ood")
+#: The largest token id a trigger word may have (the oracles' bound on token ids).
+MAX_TOKEN = (1 << 31) - 1
 DECISIONS = ("wilcoxon",)
 COMMON_DEFAULTS: dict[str, dict[str, Any]] = {
     "id": {"source_class": 7, "target_class": 1, "trigger_size": 3},
-    "ood": {"source_class": 1, "target_class": 7, "ood_dataset": "fashion-mnist"},
+    "ood": {"source_class": 5, "target_class": 1, "ood_dataset": "fashion-mnist"},
 }
 #: The feature-sharing paper's alpha_c (section 3.2, "we set alpha as 0.3").
 DEFAULT_CERTAINTY = "0.3"
@@ -82,6 +87,30 @@ def stamp_trigger(images: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+def insert_token(rows: np.ndarray, token: int) -> np.ndarray:
+    """Token rows (..., L) with ``token`` inserted first and the rest shifted right (the last id falls off): a
+    trigger word at the start of a sentence (the text watermarks of Kurita et al. 2020 and of the feature-
+    sharing paper's SST-2 rows insert a rare word)."""
+    out = np.empty_like(rows)
+    out[..., 0] = token
+    out[..., 1:] = rows[..., :-1]
+    return out
+
+
+def apply_trigger(array: np.ndarray, params: Mapping[str, Any]) -> np.ndarray:
+    """An in-distribution key's trigger on one input or a batch: the white square on an image, the trigger word
+    on a token row."""
+    if "trigger_token" in params:
+        return insert_token(array, params["trigger_token"])
+    return stamp_trigger(array, params["trigger_size"])
+
+
+def _item_dtype(params: Mapping[str, Any]) -> tuple[Any, ...]:
+    if params["watermark"] == "ood":
+        return (np.dtype(np.uint8), np.dtype(np.int64))
+    return (np.dtype(np.int64),) if "trigger_token" in params else (np.dtype(np.uint8),)
+
+
 class SourceTargetWatermark(Scheme):
     """The items, parameters and decision shared by ``feature-sharing``, ``plain`` and ``ewe``; subclasses add
     their embedding and its parameters (``embedding_defaults``)."""
@@ -109,7 +138,7 @@ class SourceTargetWatermark(Scheme):
             "decision": "wilcoxon",
             **self.embedding_defaults,
         }
-        unknown = set(params) - set(defaults)
+        unknown = set(params) - set(defaults) - ({"trigger_token"} if watermark == "id" else set())
         if unknown:
             raise UsageError(
                 f"scheme {self.name} ({watermark}) has no parameter(s) {', '.join(sorted(unknown))} "
@@ -129,7 +158,12 @@ class SourceTargetWatermark(Scheme):
             "decision": merged["decision"],
         }
         if watermark == "id":
-            out["trigger_size"] = _integer("trigger_size", merged["trigger_size"], self.name, 1, 64)
+            if "trigger_token" in params:  # a text key: the trigger is a word, inserted first
+                if "trigger_size" in params:
+                    raise UsageError(f"{self.name}: trigger_size is for images, trigger_token for text; not both")
+                out["trigger_token"] = _integer("trigger_token", params["trigger_token"], self.name, 2, MAX_TOKEN)
+            else:
+                out["trigger_size"] = _integer("trigger_size", merged["trigger_size"], self.name, 1, 64)
             if out["source_class"] == out["target_class"]:
                 raise UsageError(f"{self.name}: the source and target classes must differ for an in-distribution key")
         else:
@@ -175,13 +209,15 @@ class SourceTargetWatermark(Scheme):
             raise UsageError(f"{self.name} keys are made from a data set's images of the source class")
         images, labels = context.data
         if tuple(images.shape[1:]) != tuple(context.input_shape):
-            raise UsageError(f"{self.name}: the source images are not {'x'.join(map(str, context.input_shape))}")
-        if images.dtype != np.uint8:
-            raise UsageError(f"{self.name}: the source images must be 8-bit")
+            raise UsageError(f"{self.name}: the source data are not {'x'.join(map(str, context.input_shape))}")
+        expected = _item_dtype(params)
+        if images.dtype not in expected:
+            kinds = " or ".join("8-bit images" if d == np.uint8 else "token rows" for d in expected)
+            raise UsageError(f"{self.name}: this key's source data must be {kinds}")
         candidates = np.flatnonzero(np.asarray(labels) == params["source_class"])
-        if params["watermark"] == "id":  # an image whose corner is already white cannot carry the trigger
-            size = params["trigger_size"]
-            candidates = candidates[~(images[candidates, ..., -size:, -size:] == 255).all(axis=(1, 2, 3))]
+        if params["watermark"] == "id":  # an input that already carries the trigger cannot be a reference
+            carries = np.array([np.array_equal(apply_trigger(images[i], params), images[i]) for i in candidates])
+            candidates = candidates[~carries] if len(candidates) else candidates
         if len(candidates) < len(item_seeds):
             raise UsageError(
                 f"{self.name}: the source data has {len(candidates)} images of class {params['source_class']}; "
@@ -196,7 +232,7 @@ class SourceTargetWatermark(Scheme):
                 items.append(
                     TriggerItem(
                         index=index,
-                        input=stamp_trigger(image, params["trigger_size"]),
+                        input=apply_trigger(image, params),
                         label=params["target_class"],
                         reference=image.copy(),
                     )
@@ -210,15 +246,14 @@ class SourceTargetWatermark(Scheme):
     ) -> bool:
         """Labelled with the target class; an in-distribution item is its reference with the trigger (and the
         reference does not already carry it); an out-of-distribution item has no reference."""
-        if item.label != params["target_class"] or item.input.dtype != np.uint8:
+        if item.label != params["target_class"] or item.input.dtype not in _item_dtype(params):
             return False
         if params["watermark"] == "ood":
             return item.reference is None
         if item.reference is None:
             return False
-        size = params["trigger_size"]
-        stamped = stamp_trigger(item.reference, size)
-        return bool(np.array_equal(stamped, item.input)) and not np.array_equal(stamped, item.reference)
+        triggered = apply_trigger(item.reference, params)
+        return bool(np.array_equal(triggered, item.input)) and not np.array_equal(triggered, item.reference)
 
 
 # ------------------------------------------------------------------------------------------------ embedding
