@@ -212,3 +212,24 @@ def test_keygen_cli_takes_a_trigger_word(tmp_path, data_dir, vocabulary):
     failed = run(*base, "--param", "trigger_word=qqqzzz", "--marking-key", tmp_path / "x.wmk",
                  "--verification-key", tmp_path / "x.wvk", code=2)  # fmt: skip
     assert "not in the vocabulary" in failed.stderr and not (tmp_path / "x.wmk").exists()
+
+
+def test_extraction_of_a_text_model_sends_token_ids(data_dir):
+    """Model extraction through a text API: SST-2 token rows (the adversary's last ones) or random token ids,
+    never images; the stolen model is a text CNN that agrees with the victim on dev sentences it never saw."""
+    import torch
+
+    from wmproof.attacks import run_attack
+    from wmproof.attacks.base import AttackContext
+    from wmproof.engine.models import LoadedModel, normalise_arguments
+    from wmproof.oracles.local import LocalModelOracle
+
+    victim = LoadedModel(_text_model(), "sst2_textcnn", normalise_arguments("sst2_textcnn", {}), sha256="")
+    context = AttackContext(device=torch.device("cpu"), seed=0, task="sst2", data_dir=data_dir, progress=False)
+    for data in ("task", "noise"):
+        options = {"queries": 400, "epochs": 2, "data": data, "agreement": 200}
+        result = run_attack("extract", LocalModelOracle(victim), context, options)
+        assert result.architecture == "sst2_textcnn" and result.summary["agreement_images"] == 200
+        assert 0.0 <= result.summary["agreement"] <= 1.0 and result.summary["queries_sent"] == 600
+    with pytest.raises(UsageError, match="the victim takes"):
+        run_attack("extract", LocalModelOracle(victim), context, {"queries": 10, "data": "mnist"})

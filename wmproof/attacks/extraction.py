@@ -31,6 +31,7 @@ import numpy as np
 
 from ..engine.data import image_dataset_names
 from ..errors import UsageError
+from ..schemes.base import as_model_input
 from .base import AttackContext, AttackResult, OracleAttack, Param
 
 QUERY_SOURCES = ("task", "noise", *image_dataset_names())
@@ -101,7 +102,7 @@ class ModelExtraction(OracleAttack):
 
     def check(self, victim: Any, context: AttackContext, options: Mapping[str, Any]) -> None:
         self.plan(victim, options)
-        self._queries(options["data"], options["queries"], context, tuple(victim.input_shape))
+        self._queries(options["data"], options["queries"], context, tuple(victim.input_shape), victim.input_datatype)
 
     def run(self, victim: Any, context: AttackContext, **options: Any) -> AttackResult:
         import torch
@@ -111,7 +112,7 @@ class ModelExtraction(OracleAttack):
 
         arch, labels = self.plan(victim, options)
         classes, shape = int(victim.num_classes), tuple(victim.input_shape)
-        inputs = self._queries(options["data"], options["queries"], context, shape)
+        inputs = self._queries(options["data"], options["queries"], context, shape, victim.input_datatype)
 
         # 1. Query, within the budget.
         t0 = time.perf_counter()
@@ -154,7 +155,7 @@ class ModelExtraction(OracleAttack):
         if count:
             test = context.test_data()
             count = min(count, len(test))
-            probe = test.images[:count].astype(np.float32) / np.float32(255.0)
+            probe = as_model_input(test.images[:count])
             theirs = np.asarray(victim.query(probe).labels)
             ours = predict_labels(model, torch.from_numpy(probe).to(context.device)).cpu().numpy()
             summary["agreement"] = float((theirs == ours).mean())
@@ -163,10 +164,16 @@ class ModelExtraction(OracleAttack):
         return AttackResult(model, arch, arguments, summary)
 
     @staticmethod
-    def _queries(source: str, count: int, context: AttackContext, shape: tuple[int, ...]) -> np.ndarray:
-        """(count, C, H, W) float32 in [0, 1]: what the adversary sends."""
+    def _queries(
+        source: str, count: int, context: AttackContext, shape: tuple[int, ...], datatype: str = "FP32"
+    ) -> np.ndarray:
+        """(count, C, H, W): what the adversary sends, float32 images in [0, 1] or int64 token ids (noise for
+        a text model: token ids drawn uniformly from the ids its task's data use)."""
         if source == "noise":
             rng = np.random.default_rng(context.seed)
+            if datatype == "INT64":
+                vocabulary = int(context.test_data().images.max()) + 1
+                return rng.integers(0, vocabulary, size=(count, *shape), dtype=np.int64)
             return rng.random((count, *shape), dtype=np.float32)
         data = context.attacker_data(count, None if source == "task" else source)
         if tuple(data.input_shape) != shape:
@@ -174,7 +181,9 @@ class ModelExtraction(OracleAttack):
                 f"extract: {data.name} images are {'x'.join(map(str, data.input_shape))}; the victim takes "
                 f"{'x'.join(map(str, shape))}"
             )
-        return data.images.astype(np.float32) / np.float32(255.0)
+        if (data.images.dtype == np.int64) != (datatype == "INT64"):
+            raise UsageError(f"extract: {data.name} does not hold the inputs the victim takes ({datatype})")
+        return as_model_input(data.images)
 
 
 def _victim_architecture(victim: Any) -> str | None:

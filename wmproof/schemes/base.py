@@ -51,16 +51,18 @@ class TriggerItem:
 
     def model_input(self) -> np.ndarray:
         """The input in the form models and oracles take: float32 in [0, 1] for an image, int64 token ids."""
-        return _model_input(self.input)
+        return as_model_input(self.input)
 
-    def reference_model_input(self) -> np.ndarray:
+    def referenceas_model_input(self) -> np.ndarray:
         """The reference input in the form models take; raises if the item has none."""
         if self.reference is None:
             raise ValueError(f"trigger item {self.index} has no reference input")
-        return _model_input(self.reference)
+        return as_model_input(self.reference)
 
 
-def _model_input(array: np.ndarray) -> np.ndarray:
+def as_model_input(array: np.ndarray) -> np.ndarray:
+    """Inputs in the form models and oracles take: uint8 images scaled to float32 in [0, 1]; float32 images
+    and int64 token ids as they are."""
     if array.dtype == np.uint8:
         return array.astype(np.float32) / np.float32(255.0)
     return array
@@ -73,7 +75,7 @@ def stack_inputs(items: list[TriggerItem]) -> np.ndarray:
 
 def stack_references(items: list[TriggerItem]) -> np.ndarray:
     """(N, C, H, W) in model form: every item's reference input (each item must have one)."""
-    return np.stack([item.reference_model_input() for item in items]) if items else np.zeros((0,), np.float32)
+    return np.stack([item.referenceas_model_input() for item in items]) if items else np.zeros((0,), np.float32)
 
 
 def item_arrays(items: list[TriggerItem]) -> tuple[np.ndarray, np.ndarray]:
