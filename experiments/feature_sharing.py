@@ -114,7 +114,6 @@ def _complete_seeds(results: dict[str, Any], config: Config) -> set[int]:
 
 def run(config: Config, out: Path, device_name: str, resume: bool = False) -> dict[str, Any]:
     import numpy as np
-    import torch
 
     from wmproof.attacks import run_attack
     from wmproof.attacks.base import AttackContext
@@ -145,6 +144,7 @@ def run(config: Config, out: Path, device_name: str, resume: bool = False) -> di
         "sweep": [],
         "plain_fixed": [],
         "refused": [],
+        "pairs": [],
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     done: set[int] = set()
@@ -154,6 +154,7 @@ def run(config: Config, out: Path, device_name: str, resume: bool = False) -> di
             raise SystemExit(f"{out} was made with another configuration; move it away or drop --resume")
         done = _complete_seeds(earlier, config)
         results = earlier
+        results["pairs"] = []
         for part in ("cells", "false_positives", "sweep", "plain_fixed", "refused"):
             results[part] = [
                 r for r in earlier.get(part, []) if r["seed"] in done and not str(r.get("model", "")).startswith("ind")
@@ -309,6 +310,27 @@ def run(config: Config, out: Path, device_name: str, resume: bool = False) -> di
             _save(results, out)
         log(f"seed {seed} done in {time.perf_counter() - t_seed:.0f} s")
 
+    def pair_risk(model: Any, j: int) -> dict[str, Any]:
+        """For every (Fashion-MNIST class, digit) pair: the unmarked model's mean probability of the digit on 100
+        images of the class, and whether it passes an ood key of that pair (the certainty test at 0.05)."""
+        from wmproof.stats import certainty_test
+
+        oracle = LocalModelOracle(model)
+        mean, passes = [], []
+        for source in range(10):
+            images = fashion.images[np.flatnonzero(fashion.labels == source)[-100:]]
+            p = oracle.query(images.astype(np.float32) / np.float32(255.0), probabilities=True).probabilities
+            mean.append([float(v) for v in p.mean(axis=0)])
+            passes.append(
+                [
+                    certainty_test(
+                        p[:, target].tolist(), [0.1] * len(p), certainty=0.3, paired=False, alpha=ALPHA, target_rate=0
+                    ).significant
+                    for target in range(10)
+                ]
+            )
+        return {"model": j, "mean_probability": mean, "passes": passes}
+
     # independently trained unmarked models against every key
     keys_by_seed = {(s, w): keys_for(s, w, SCHEMES[:1])[SCHEMES[0]] for s in range(config.seeds) for w in WATERMARKS}
     for j in range(config.unmarked):
@@ -317,9 +339,9 @@ def run(config: Config, out: Path, device_name: str, resume: bool = False) -> di
             results["false_positives"].append(
                 {"seed": seed, "watermark": watermark, "model": f"independent CNN {j}", **judge(mk, vk, model, seed)}
             )
-        log(f"unmarked model {j} checked against {len(keys_by_seed)} keys")
+        results["pairs"].append(pair_risk(model, j))
+        log(f"unmarked model {j} checked against {len(keys_by_seed)} keys and every Fashion-MNIST -> digit pair")
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    del np, torch
     _save(results, out)
     return results
 
@@ -470,6 +492,27 @@ def render(results: dict[str, Any], command: str) -> str:
                         f"| {watermark} | {kind} | {len(rows)} | {hits} ({hits / len(rows):.1%}) | "
                         f"{mean_p:.4f} | {mean_q:.4f} |"
                     )
+        lines.append("")
+    pairs = results.get("pairs", [])
+    if pairs:
+        n = len(pairs)
+        lines += [
+            "## Which out-of-distribution pairs are watermarks at all",
+            "",
+            f"How many of {n} independently trained unmarked CNNs pass an ood key of each (Fashion-MNIST class -> "
+            "digit) pair before any marking (the certainty test at 0.05 on 100 images of the class); a pair that "
+            "unmarked models pass is no watermark, and Mark refuses it. Mean probability of the digit in brackets.",
+            "",
+            "| Fashion-MNIST class | " + " | ".join(str(d) for d in range(10)) + " |",
+            "|---|" + "---|" * 10,
+        ]
+        for source in range(10):
+            row = []
+            for target in range(10):
+                hits = sum(r["passes"][source][target] for r in pairs)
+                mean = sum(r["mean_probability"][source][target] for r in pairs) / n
+                row.append(f"{hits} ({mean:.2f})")
+            lines.append(f"| {FASHION[source]} | " + " | ".join(row) + " |")
         lines.append("")
     if results["sweep"]:
         lines += [
