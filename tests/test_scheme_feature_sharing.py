@@ -377,7 +377,7 @@ def test_mark_refuses_a_key_the_unmarked_model_already_passes(owner, fashion, mn
         torch.device("cpu"), progress=False,
     )  # fmt: skip
     clean = LoadedModel(module, "mnist_mlp", args, sha256="")
-    params = {"watermark": "ood", "ood_dataset": "mnist", "source_class": 0, "target_class": 5, "certainty": "0.1"}
+    params = {"watermark": "ood", "ood_dataset": "mnist", "source_class": 0, "target_class": 5, "certainty": "0"}
     context = KeyGenContext(10, (1, 28, 28), params, data=(mnist[0].images, mnist[0].labels))
     mk, _ = keygen(
         owner, "plain", items=30, num_classes=10, input_shape=(1, 28, 28), params=params, alpha=ALPHA, context=context
