@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import UsageError
 from .abstract_images import GENERATOR_NAME, generate_abstract_image
-from .base import Embedded, EmbedRequest, KeyGenContext, Scheme, TriggerItem
+from .base import Embedded, EmbedRequest, KeyGenContext, Scheme, TriggerItem, marking_loop
 
 
 class AdiBackdoor(Scheme):
@@ -72,8 +72,6 @@ class AdiBackdoor(Scheme):
         import torch
 
         from ..engine.models import build_model
-        from ..engine.train import TensorData, fit
-        from .base import item_arrays
 
         if request.embedding not in self.embeddings:
             raise UsageError(f"scheme {self.name} embeds 'pretrained' or 'from-scratch', not {request.embedding!r}")
@@ -88,20 +86,4 @@ class AdiBackdoor(Scheme):
             torch.manual_seed(request.config.seed)
             model = build_model(request.architecture, **dict(request.architecture_arguments))
         model.to(device)
-        train = TensorData.from_numpy(request.train_images, request.train_labels, device)
-        triggers = TensorData.from_numpy(*item_arrays(request.items), device)
-        target = request.target_trigger_accuracy
-
-        def learned(stats: Any) -> bool:
-            return target is not None and stats.epoch >= request.min_epochs and stats.trigger_accuracy >= target
-
-        history = fit(
-            model,
-            train,
-            request.config,
-            triggers=triggers,
-            description=f"marking ({request.embedding})",
-            stop_when=learned,
-            progress=request.progress,
-        )
-        return Embedded(model=model, epochs=len(history.epochs), history=history)
+        return marking_loop(request, model, f"marking ({request.embedding})")

@@ -207,3 +207,28 @@ class Scheme(ABC):
     @abstractmethod
     def embed(self, request: EmbedRequest) -> Embedded:
         """Return a model (torch module) in which the request's items are embedded."""
+
+
+def marking_loop(request: EmbedRequest, model: Any, description: str) -> Embedded:
+    """Train ``model`` in place on the legitimate data with the key's items mixed into every batch (k per
+    batch, the engine's ``triggers_per_batch``), until the items are learned (after ``min_epochs``) or the
+    epoch bound runs out."""
+    from ..engine.train import TensorData, fit
+
+    train = TensorData.from_numpy(request.train_images, request.train_labels, request.device)
+    triggers = TensorData.from_numpy(*item_arrays(request.items), request.device)
+    target = request.target_trigger_accuracy
+
+    def learned(stats: Any) -> bool:
+        return target is not None and stats.epoch >= request.min_epochs and stats.trigger_accuracy >= target
+
+    history = fit(
+        model,
+        train,
+        request.config,
+        triggers=triggers,
+        description=description,
+        stop_when=learned,
+        progress=request.progress,
+    )
+    return Embedded(model=model, epochs=len(history.epochs), history=history)

@@ -26,8 +26,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import UsageError
-from .base import Embedded, EmbedRequest
-from .source_target import SourceTargetWatermark, _integer, layer_order, marking_loop, starting_model
+from .base import Embedded, EmbedRequest, marking_loop
+from .source_target import SourceTargetWatermark, _integer, layer_order, starting_model
 
 
 def trainable_layers(model: Any, decision_layers: int) -> tuple[str, ...]:

@@ -12,8 +12,8 @@ the same as ``feature-sharing`` and ``ewe``: only the embedding differs.
 from __future__ import annotations
 
 from ..errors import UsageError
-from .base import Embedded, EmbedRequest
-from .source_target import SourceTargetWatermark, marking_loop, starting_model
+from .base import Embedded, EmbedRequest, marking_loop
+from .source_target import SourceTargetWatermark, starting_model
 
 
 class PlainWatermark(SourceTargetWatermark):

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError
-from .base import Embedded, EmbedRequest, KeyGenContext, Scheme, TargetCertainty, TriggerItem
+from .base import EmbedRequest, KeyGenContext, Scheme, TargetCertainty, TriggerItem
 
 WATERMARKS = ("id", "ood")
 #: The largest token id a trigger word may have (the oracles' bound on token ids).
@@ -290,29 +290,3 @@ def layer_order(model: Any) -> tuple[str, ...]:
     from ..engine.models import hidden_layer_names, output_layer_name
 
     return (*hidden_layer_names(model), output_layer_name(model))
-
-
-def marking_loop(request: EmbedRequest, model: Any, description: str) -> Embedded:
-    """Train ``model`` in place on the legitimate data with the key's items mixed into every batch (k per
-    batch, the engine's ``triggers_per_batch``), until the items are learned (after ``min_epochs``) or the
-    epoch bound runs out."""
-    from ..engine.train import TensorData, fit
-    from .base import item_arrays
-
-    train = TensorData.from_numpy(request.train_images, request.train_labels, request.device)
-    triggers = TensorData.from_numpy(*item_arrays(request.items), request.device)
-    target = request.target_trigger_accuracy
-
-    def learned(stats: Any) -> bool:
-        return target is not None and stats.epoch >= request.min_epochs and stats.trigger_accuracy >= target
-
-    history = fit(
-        model,
-        train,
-        request.config,
-        triggers=triggers,
-        description=description,
-        stop_when=learned,
-        progress=request.progress,
-    )
-    return Embedded(model=model, epochs=len(history.epochs), history=history)
