@@ -53,7 +53,7 @@ class TriggerItem:
         """The input in the form models and oracles take: float32 in [0, 1] for an image, int64 token ids."""
         return as_model_input(self.input)
 
-    def referenceas_model_input(self) -> np.ndarray:
+    def reference_model_input(self) -> np.ndarray:
         """The reference input in the form models take; raises if the item has none."""
         if self.reference is None:
             raise ValueError(f"trigger item {self.index} has no reference input")
@@ -75,7 +75,7 @@ def stack_inputs(items: list[TriggerItem]) -> np.ndarray:
 
 def stack_references(items: list[TriggerItem]) -> np.ndarray:
     """(N, C, H, W) in model form: every item's reference input (each item must have one)."""
-    return np.stack([item.referenceas_model_input() for item in items]) if items else np.zeros((0,), np.float32)
+    return np.stack([item.reference_model_input() for item in items]) if items else np.zeros((0,), np.float32)
 
 
 def item_arrays(items: list[TriggerItem]) -> tuple[np.ndarray, np.ndarray]:
