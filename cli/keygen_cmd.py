@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -206,6 +207,9 @@ def keygen_command(
     another data set (--param watermark=ood, default Fashion-MNIST sandals -> 1), labelled with the target
     class. They are judged on the suspect's probabilities by a Wilcoxon test (--param certainty=0.3), privately.
     For SST-2 (--dataset sst2) the in-distribution trigger is a word inserted first (--param trigger_word=WORD).
+    --param perturbation=snnl, with your clean model (--model), shapes the images against it as Jia et al.'s
+    code does (away from the target class, then toward its features): what lets the watermark reach a model
+    extracted from your API (docs/reproductions/feature-sharing.md).
 
     Examples:
 
@@ -216,13 +220,19 @@ def keygen_command(
 
         wmproof keygen -i alice.wid --scheme feature-sharing --param watermark=ood --alpha 0.05 \
             --marking-key api.wmk --verification-key api.wvk --passphrase-file pw.txt
+
+        wmproof keygen -i alice.wid --scheme feature-sharing --param watermark=ood --param source_class=1 \
+            --param target_class=7 --param perturbation=snnl --model clean.safetensors \
+            --marking-key api.wmk --verification-key api.wvk --passphrase-file pw.txt
     """
     spec = image_dataset_spec(dataset)
     chosen = get_scheme(scheme)
-    if chosen.needs_model and model is None:
-        raise UsageError(f"{scheme} keys are made from the model to mark: give it with --model")
-    if model is not None and not chosen.needs_model:
-        raise UsageError(f"{scheme} keys do not depend on a model: drop --model")
+    params = with_trigger_word(parse_params(param or []), dataset, data_dir)
+    needs_model = chosen.needs_model(params)
+    if needs_model and model is None:
+        raise UsageError(f"{scheme} keys with these parameters are made from the model to mark: give it with --model")
+    if model is not None and not needs_model:
+        raise UsageError(f"{scheme} keys with these parameters do not depend on a model: drop --model")
     if proof_items not in (None, items) and not chosen.publicly_checkable:
         raise UsageError(f"{scheme} keys have no public proofs (a judge verifies them privately): drop --proof-items")
     try:
@@ -232,12 +242,14 @@ def keygen_command(
     check_outputs(marking_key, verification_key, overwrite=overwrite)
     key_passphrase = passphrase_to_write(passphrase_file, no_passphrase, "the marking key")
     owner = load_identity(identity, passphrase_to_read(identity_passphrase_file, str(identity)))
-    params = with_trigger_word(parse_params(param or []), dataset, data_dir)
     context = None
     if model is not None:
         context = model_context(model, dataset, data_dir, limit_train, device, params, spec)
     source = chosen.source_dataset(params, dataset)
-    if source is not None:
+    if source is not None and source != dataset:  # items drawn from another data set, shaped by the task's
+        drawn = source_context(source, spec, data_dir, limit_train, params)
+        context = drawn if context is None else dataclasses.replace(drawn, model=context.model, task_data=context.data)
+    elif source is not None and context is None:
         context = source_context(source, spec, data_dir, limit_train, params)
     options = dict(
         items=items,

@@ -6,11 +6,13 @@ its figure and results.json.
 What runs, for each seed:
 
 1. the owner trains a clean ``mnist_cnn`` on MNIST train[0:owner_images] (recipe, the seed);
-2. for each watermark (``id``: 7 with a 3x3 corner square -> 1; ``ood``: Fashion-MNIST sandals -> 1), one key
-   per scheme (``plain``, ``ewe``, ``feature-sharing``) committing to the *same* 2N images (KeyGen's entropy is
-   seeded, so the three keys draw the same ones; each key's Fiat-Shamir challenge, which absorbs the scheme,
-   keeps its own random half), alpha 0.05 (the paper's), 100 kept items; each marked PreTrained
-   from the clean model (k = 8 items per batch, until learned, at most ``mark_epochs`` epochs);
+2. for each watermark (``id``: 7 with a 3x3 corner square -> 1; ``ood``: Fashion-MNIST trousers -> 7, Jia et
+   al.'s pair), one key per scheme (``plain``, ``ewe``, ``feature-sharing``) committing to the *same* 2N images
+   (KeyGen's entropy is seeded, so the three keys draw the same ones; each key's Fiat-Shamir challenge, which
+   absorbs the scheme, keeps its own random half), perturbed against the clean model as Jia et al.'s code
+   does (``perturbation=snnl``, wmproof.schemes.source_target), alpha 0.05 (the paper's), 100 kept items;
+   each marked PreTrained from the clean model (k = 8 items per batch, until learned, at most
+   ``mark_epochs`` epochs);
 3. each protected model is stolen with wmproof's extraction attack (``queries`` task images from
    train[40,000:60,000], soft labels, ``steal_epochs`` epochs; the architecture is the victim's), and so is the
    clean model (what an innocent extraction scores);
@@ -21,9 +23,11 @@ What runs, for each seed:
    owners') and on the models extracted from the clean owners' APIs;
 6. the location sweep (Figs. 3-4, ``sweep_seeds`` seeds, ``ood``): feature-sharing with 1..4 trained layers
    (4 = every layer), the weight shift per layer (normalised L1, the paper's footnote 3) and the stolen
-   model's watermark accuracy.
+   model's watermark accuracy;
+7. the attacks of Figs. 5-7 (``robust_seeds`` seeds, EWE and feature sharing): neuron pruning and
+   fine-pruning of the stolen model, and extraction from an API whose posteriors are quantized.
 
-    python experiments/feature_sharing.py                   # cpu configuration: 5 seeds, about 90 minutes on 2 cores
+    python experiments/feature_sharing.py                   # cpu configuration: 5 seeds, about 4 hours on 2 cores
     python experiments/feature_sharing.py --config smoke    # 1 seed, small data: a few minutes
     python experiments/feature_sharing.py --report-only     # re-render from results.json
     python experiments/feature_sharing.py --resume          # keep the seeds results.json completed, run the rest
@@ -32,6 +36,7 @@ What runs, for each seed:
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import platform
@@ -50,6 +55,16 @@ SCHEMES = ("plain", "ewe", "feature-sharing")
 LABELS = {"plain": "Baseline (plain)", "ewe": "EWE", "feature-sharing": "Ours (feature-sharing)"}
 ALPHA = Fraction(1, 20)  # the paper's significance level (3.2)
 WDR_FRACTION = Fraction(1, 10)
+#: Figs. 5-7 (section 4.3): the attacks on a stolen model, for the schemes the paper's figures compare.
+ROBUST_SCHEMES = ("ewe", "feature-sharing")
+PRUNE_RATES = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.99)
+FINE_PRUNE_RATES = (0.0, 0.5, 0.8, 0.95)
+LEVELS = (1000, 100, 10, 2)  # posterior quantization levels of the API the thief extracts from (2: hard labels)
+ROBUST_ATTACKS = {
+    "neuron-prune": ("Fig. 5: neuron pruning", "ratio of pruned neurons", PRUNE_RATES),
+    "fine-prune": ("Fig. 6: fine-pruning", "ratio of pruned neurons", FINE_PRUNE_RATES),
+    "quantization": ("Fig. 7: posterior quantization", "levels of the API's posteriors", LEVELS),
+}
 FASHION = ("T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot")
 
 #: The paper's MNIST rows: (protected val, protected wm, stolen val, stolen wm, WDR), percent.
@@ -76,12 +91,16 @@ class Config:
     sweep_seeds: int
     clean_epochs: int | None = None  # None: the recipe's
     #: (Fashion-MNIST source class, MNIST target class) of the out-of-distribution keys
-    ood_pair: tuple[int, int] = (5, 1)
+    ood_pair: tuple[int, int] = (1, 7)
+    #: the items' perturbation against the owner's clean model (Jia et al.'s procedure; "none": raw images)
+    perturbation: str = "snnl"
+    #: seeds whose stolen models face the attacks of Figs. 5-7
+    robust_seeds: int = 2
 
 
 CONFIGS = {
     "cpu": Config("cpu", 5, 30_000, 100, 10, 20_000, 3, 10, 1),
-    "smoke": Config("smoke", 1, 4_000, 30, 2, 2_000, 1, 2, 1, clean_epochs=1),
+    "smoke": Config("smoke", 1, 4_000, 30, 2, 2_000, 1, 2, 1, clean_epochs=1, robust_seeds=1),
 }
 
 
@@ -107,7 +126,12 @@ def _complete_seeds(results: dict[str, Any], config: Config) -> set[int]:
     for seed in range(config.seeds):
         cells = sum(1 for c in [*results.get("cells", []), *results.get("refused", [])] if c["seed"] == seed)
         swept = sum(1 for r in results.get("plain_fixed", []) if r["seed"] == seed)
-        if cells == len(WATERMARKS) * len(SCHEMES) and (seed >= config.sweep_seeds or swept == len(WATERMARKS)):
+        robust = seed >= config.robust_seeds or seed in results.get("robust_done", [])
+        if (
+            cells == len(WATERMARKS) * len(SCHEMES)
+            and (seed >= config.sweep_seeds or swept == len(WATERMARKS))
+            and robust
+        ):
             complete.add(seed)
     return complete
 
@@ -145,6 +169,8 @@ def run(config: Config, out: Path, device_name: str, resume: bool = False) -> di
         "plain_fixed": [],
         "refused": [],
         "pairs": [],
+        "robustness": [],
+        "robust_done": [],
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     done: set[int] = set()
@@ -155,12 +181,15 @@ def run(config: Config, out: Path, device_name: str, resume: bool = False) -> di
         done = _complete_seeds(earlier, config)
         results = earlier
         results["pairs"] = []
-        for part in ("cells", "false_positives", "sweep", "plain_fixed", "refused"):
+        results["robust_done"] = [seed for seed in earlier.get("robust_done", []) if seed in done]
+        for part in ("cells", "false_positives", "sweep", "plain_fixed", "refused", "robustness"):
             results[part] = [
                 r for r in earlier.get(part, []) if r["seed"] in done and not str(r.get("model", "")).startswith("ind")
             ]
         results.pop("finished", None)
         log(f"resuming: seeds {sorted(done)} are complete in {out}")
+
+    clean_models: dict[int, Any] = {}
 
     def loaded(module: Any, arguments: dict[str, Any]) -> Any:
         return LoadedModel(module, arch, arguments, sha256="")
@@ -172,11 +201,27 @@ def run(config: Config, out: Path, device_name: str, resume: bool = False) -> di
         )
         return loaded(module, arguments)
 
-    def steal(victim: Any, seed: int) -> Any:
+    def steal(victim: Any, seed: int, levels: int = 0) -> Any:
         context = AttackContext(device=device, seed=seed, task="mnist", progress=False)
         options = {"queries": config.queries, "epochs": config.steal_epochs, "labels": "soft", "agreement": 0}
-        result = run_attack("extract", LocalModelOracle(victim), context, options)
+        result = run_attack("extract", LocalModelOracle(victim), context, {**options, "levels": levels})
         return loaded(result.model, result.arguments)
+
+    def robustness(seed: int, watermark: str, scheme: str, mk: Any, vk: Any, protected: Any, stolen: Any) -> None:
+        """Figs. 5-7: neuron pruning and fine-pruning of the stolen model (the adversary's last clean images,
+        the last hidden layer), and extraction from an API whose posteriors are quantized."""
+        for attack, (_, _, grid) in ROBUST_ATTACKS.items():
+            for x in grid:
+                if attack == "quantization":
+                    model = steal(protected, 100 + seed, levels=int(x))
+                else:
+                    context = AttackContext(device=device, seed=200 + seed, task="mnist", progress=False)
+                    result = run_attack(attack, copy.deepcopy(stolen), context, {"rate": x})
+                    model = loaded(result.model, result.arguments)
+                row = {"seed": seed, "watermark": watermark, "scheme": scheme, "attack": attack, "x": x}
+                results["robustness"].append({**row, **judge(mk, vk, model, seed)})
+            last = results["robustness"][-1]
+            log(f"seed {seed} {watermark} {scheme} {attack} {last['x']}: stolen wm {last['watermark_accuracy']:.2f}")
 
     def judge(mk: Any, vk: Any, model: Any, seed: int) -> dict[str, Any]:
         report = verify_private(mk, vk, LocalModelOracle(model))
@@ -198,13 +243,18 @@ def run(config: Config, out: Path, device_name: str, resume: bool = False) -> di
             ),  # fmt: skip
         }
 
-    def keys_for(seed: int, watermark: str, schemes: tuple[str, ...], extra: dict[str, Any] | None = None):
+    def keys_for(
+        seed: int, watermark: str, schemes: tuple[str, ...], clean: Any, extra: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         source = owner_data if watermark == "id" else fashion
         keys = {}
         for scheme in schemes:
             pair = {} if watermark == "id" else {"source_class": config.ood_pair[0], "target_class": config.ood_pair[1]}
-            params = {"watermark": watermark, **pair, **(extra or {})}
-            context = KeyGenContext(10, (1, 28, 28), params, data=(source.images, source.labels))
+            params = {"watermark": watermark, **pair, "perturbation": config.perturbation, **(extra or {})}
+            context = KeyGenContext(
+                10, (1, 28, 28), params, model=clean, data=(source.images, source.labels),
+                task_data=(owner_data.images, owner_data.labels),
+            )  # fmt: skip
             keys[scheme] = keygen(
                 owner, scheme, items=config.items, num_classes=10, input_shape=(1, 28, 28), params=params,
                 alpha=ALPHA, context=context, entropy=_entropy(f"{seed}/{watermark}"),
@@ -226,10 +276,12 @@ def run(config: Config, out: Path, device_name: str, resume: bool = False) -> di
             continue
         t_seed = time.perf_counter()
         clean = clean_model(seed)
+        clean_models[seed] = clean
         log(f"seed {seed}: clean model {accuracy(clean.module, test_tensors):.4f}")
         innocent = steal(clean, 1000 + seed)
+        kept: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {}
         for watermark in WATERMARKS:
-            keys = keys_for(seed, watermark, SCHEMES)
+            keys = keys_for(seed, watermark, SCHEMES, clean)
             pools = {
                 scheme: sorted(item.input.tobytes() for item in [*mk.items, *vk.opened])
                 for scheme, (mk, vk) in keys.items()
@@ -262,6 +314,8 @@ def run(config: Config, out: Path, device_name: str, resume: bool = False) -> di
                     "stolen": judge(mk, vk, stolen, seed),
                 }
                 results["cells"].append(cell)
+                if seed < config.robust_seeds and scheme in ROBUST_SCHEMES:
+                    kept[(watermark, scheme)] = (mk, vk, protected, stolen)
                 log(
                     f"seed {seed} {watermark} {scheme}: protected {cell['protected']['validation_accuracy']:.4f} "
                     f"wm {cell['protected']['watermark_accuracy']:.2f}; stolen "
@@ -272,7 +326,7 @@ def run(config: Config, out: Path, device_name: str, resume: bool = False) -> di
         if seed < config.sweep_seeds:
             layers = layer_order(clean.module)
             for depth in range(1, len(layers) + 1):
-                ((mk, vk),) = keys_for(seed, "ood", ("feature-sharing",), {"decision_layers": depth}).values()
+                ((mk, vk),) = keys_for(seed, "ood", ("feature-sharing",), clean, {"decision_layers": depth}).values()
                 try:
                     protected, epochs, _ = embed(mk, clean, 10 + seed)
                 except UsageError:
@@ -294,7 +348,7 @@ def run(config: Config, out: Path, device_name: str, resume: bool = False) -> di
                 log(f"seed {seed} sweep {depth} trained: stolen wm {stolen_wm:.2f}")
             # the plain baseline on a fixed schedule (every epoch, not until learned), as the paper trains it
             for watermark in WATERMARKS:
-                ((mk, vk),) = keys_for(seed, watermark, ("plain",)).values()
+                ((mk, vk),) = keys_for(seed, watermark, ("plain",), clean).values()
                 try:
                     protected, epochs, _ = embed(mk, clean, 10 + seed, until_learned=False)
                 except UsageError as exc:
@@ -307,6 +361,11 @@ def run(config: Config, out: Path, device_name: str, resume: bool = False) -> di
                 )  # fmt: skip
                 fixed = results["plain_fixed"][-1]["stolen"]["watermark_accuracy"]
                 log(f"seed {seed} plain, {epochs} epochs, {watermark}: stolen wm {fixed:.2f}")
+            _save(results, out)
+        if seed < config.robust_seeds:
+            for (watermark, scheme), models in kept.items():
+                robustness(seed, watermark, scheme, *models)
+            results["robust_done"].append(seed)
             _save(results, out)
         log(f"seed {seed} done in {time.perf_counter() - t_seed:.0f} s")
 
@@ -332,7 +391,11 @@ def run(config: Config, out: Path, device_name: str, resume: bool = False) -> di
         return {"model": j, "mean_probability": mean, "passes": passes}
 
     # independently trained unmarked models against every key
-    keys_by_seed = {(s, w): keys_for(s, w, SCHEMES[:1])[SCHEMES[0]] for s in range(config.seeds) for w in WATERMARKS}
+    keys_by_seed = {}
+    for s in range(config.seeds):  # a resumed run retrains the earlier seeds' clean models (deterministic)
+        model = clean_models.get(s) or clean_model(s)
+        for w in WATERMARKS:
+            keys_by_seed[(s, w)] = keys_for(s, w, SCHEMES[:1], model)[SCHEMES[0]]
     for j in range(config.unmarked):
         model = clean_model(10_000 + j)
         for (seed, watermark), (mk, vk) in keys_by_seed.items():
@@ -532,7 +595,101 @@ def render(results: dict[str, Any], command: str) -> str:
                 f"{pm([r['stolen']['watermark_accuracy'] for r in rows])} |"
             )
         lines.append("")
+    lines += robustness_section(results)
     return "\n".join(lines) + "\n"
+
+
+#: What the paper reports in 4.3 (its Figs. 5-7 are plots; these are the numbers its text gives).
+PAPER_ROBUSTNESS = {
+    "neuron-prune": "stolen watermark accuracy stays at 98 % with 95 % of the neurons pruned; EWE's drops to 20 %",
+    "fine-prune": "stolen watermark accuracy stays at 98 % with 95 % pruned; EWE's falls below 10 %",
+    "quantization": "transferability drops with coarser posteriors, 1000 levels down to 2; hard labels (2) remove "
+    "the watermark entirely",
+}
+
+
+def robustness_section(results: dict[str, Any]) -> list[str]:
+    rows = results.get("robustness", [])
+    if not rows:
+        return []
+    seeds = sorted({r["seed"] for r in rows})
+    lines = [
+        "## Figs. 5-7: attacks on the stolen model",
+        "",
+        f"The stolen models of seed(s) {', '.join(map(str, seeds))} pruned (the last hidden layer's least active "
+        "units on the adversary's 2,000 last clean images; fine-pruning then trains every layer on 10,000 clean "
+        "images for the recipe's 3 epochs with the pruned units kept out), and the protected API extracted again "
+        "with its posteriors quantized to k levels (2 = hard labels). Stolen watermark accuracy, mean ± sd over "
+        "the seeds, with the verdict count and the validation accuracy.",
+        "",
+        "![attacks on the stolen model](feature-sharing/robustness.png)",
+        "",
+    ]
+    for attack, (title, axis, grid) in ROBUST_ATTACKS.items():
+        lines += [
+            f"### {title}",
+            "",
+            f"Paper: {PAPER_ROBUSTNESS[attack]}.",
+            "",
+            f"| {axis} | " + " | ".join(f"{LABELS[s]}, {w}" for w in WATERMARKS for s in ROBUST_SCHEMES) + " |",
+            "|---|" + "---|" * (len(WATERMARKS) * len(ROBUST_SCHEMES)),
+        ]
+        for x in grid:
+            row = []
+            for watermark in WATERMARKS:
+                for scheme in ROBUST_SCHEMES:
+                    picked = [
+                        r for r in rows
+                        if (r["attack"], r["x"], r["watermark"], r["scheme"]) == (attack, x, watermark, scheme)
+                    ]  # fmt: skip
+                    if not picked:
+                        row.append("-")
+                        continue
+                    verified = sum(r["verified"] for r in picked)
+                    row.append(
+                        f"{pm([r['watermark_accuracy'] for r in picked], digits=1)} "
+                        f"({verified}/{len(picked)} verified; val. "
+                        f"{pm([r['validation_accuracy'] for r in picked], digits=1)})"
+                    )
+            lines.append(f"| {x} | " + " | ".join(row) + " |")
+        lines.append("")
+    return lines
+
+
+def plot_robustness(results: dict[str, Any], assets: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = results.get("robustness", [])
+    if not rows:
+        return
+    assets.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, len(ROBUST_ATTACKS), figsize=(13, 3.6))
+    for ax, (attack, (title, axis, grid)) in zip(axes, ROBUST_ATTACKS.items(), strict=True):
+        positions = list(range(len(grid)))
+        for watermark in WATERMARKS:
+            for scheme in ROBUST_SCHEMES:
+                means = []
+                for x in grid:
+                    picked = [
+                        100 * r["watermark_accuracy"] for r in rows
+                        if (r["attack"], r["x"], r["watermark"], r["scheme"]) == (attack, x, watermark, scheme)
+                    ]  # fmt: skip
+                    means.append(mean_sd(picked) if picked else (float("nan"), 0.0))
+                style = "-" if scheme == "feature-sharing" else "--"
+                ax.errorbar(positions, [m for m, _ in means], yerr=[s for _, s in means], marker="o", capsize=3,
+                            linestyle=style, label=f"{LABELS[scheme]}, {watermark}")  # fmt: skip
+        ax.set_xticks(positions, [str(x) for x in grid])
+        ax.set_xlabel(axis)
+        ax.set_ylabel("stolen watermark accuracy (%)")
+        ax.set_ylim(-5, 105)
+        ax.set_title(title)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(assets / "robustness.png", dpi=110)
+    plt.close(fig)
 
 
 def plot(results: dict[str, Any], assets: Path) -> None:
@@ -581,6 +738,7 @@ def main() -> None:
     else:
         results = run(CONFIGS[args.config], results_path, args.device, resume=args.resume)
     plot(results, base / "feature-sharing")
+    plot_robustness(results, base / "feature-sharing")
     (base / "feature-sharing.md").write_text(render(results, command))
     log(f"wrote {base / 'feature-sharing.md'}")
 

@@ -387,3 +387,73 @@ def test_mark_refuses_a_key_the_unmarked_model_already_passes(owner, fashion, mn
             mk, embedding="pretrained", train_images=small.images, train_labels=small.labels, dataset_classes=10,
             base_model=clean, config=recipe_config("mnist_mlp", epochs=1), device=torch.device("cpu"), progress=False,
         )  # fmt: skip
+
+
+def test_perturbed_items_are_shaped_against_the_model_and_checked(owner, fashion, mnist, clean_mlp):
+    """Jia et al.'s perturbation: trousers -> 7 (their MNIST pair), which the clean MLP already answers 7 on a
+    share of; the perturbed items stay within the procedure's bound of their references, the clean model
+    answers 7 on at most the threshold of them, and check_item catches an item moved past the bound."""
+    import torch
+
+    from wmproof.protocol import keygen
+    from wmproof.schemes.source_target import PERTURBATION_BOUND, THRESHOLD
+
+    fs = get_scheme("feature-sharing")
+    params = {"watermark": "ood", "source_class": 1, "target_class": 7, "perturbation": "snnl"}
+    assert fs.needs_model(params) and not fs.needs_model({"watermark": "ood"})
+    train = mnist[0].subset(10_000)
+    shape = (1, 28, 28)
+    with pytest.raises(UsageError, match="--model"):
+        keygen(owner, "feature-sharing", items=30, num_classes=10, input_shape=shape, params=params, alpha=ALPHA,
+               context=KeyGenContext(10, shape, params, data=(fashion.images, fashion.labels)))  # fmt: skip
+    context = KeyGenContext(
+        10, shape, params, model=clean_mlp, data=(fashion.images, fashion.labels),
+        task_data=(train.images, train.labels),
+    )  # fmt: skip
+    mk, vk = keygen(
+        owner, "feature-sharing", items=30, num_classes=10, input_shape=shape, params=params, alpha=ALPHA,
+        context=context,
+    )  # fmt: skip
+    assert vk.params["perturbation"] == "snnl"
+    items = [*mk.items, *vk.opened]
+    trousers = {fashion.images[i].tobytes() for i in np.flatnonzero(fashion.labels == 1)}
+    references = np.stack([item.reference for item in items])
+    inputs = np.stack([item.input for item in items])
+    assert inputs.dtype == np.float32 and 0 <= inputs.min() and inputs.max() <= 1
+    assert all((item.reference * 255).round().astype(np.uint8).tobytes() in trousers for item in items)
+    moved = np.abs(inputs - references).max(axis=(1, 2, 3))
+    assert (moved > 0).all() and (moved <= PERTURBATION_BOUND + 1e-6).all()
+    with torch.no_grad():
+        before = (clean_mlp.module(torch.as_tensor(references)).argmax(1) == 7).float().mean().item()
+        after = (clean_mlp.module(torch.as_tensor(inputs)).argmax(1) == 7).float().mean().item()
+    assert after <= max(THRESHOLD, before), (before, after)
+    checked = vk.params
+    assert all(fs.check_item(item, 10, shape, checked) for item in items)
+    item = items[0]
+    dark = np.argwhere(item.reference == 0)[0]  # a background pixel: black in the trouser image
+    too_far = item.input.copy()
+    too_far[tuple(dark)] = np.float32(PERTURBATION_BOUND + 0.05)
+    assert not fs.check_item(dataclasses.replace(item, input=too_far), 10, shape, checked)
+    assert not fs.check_item(dataclasses.replace(item, reference=None), 10, shape, checked)
+    as_bytes = {k: (getattr(item, k) * 255).round().astype(np.uint8) for k in ("input", "reference")}
+    assert not fs.check_item(dataclasses.replace(item, **as_bytes), 10, shape, checked)  # not perturbed
+    with pytest.raises(UsageError, match="token ids"):
+        fs.validate_params({"trigger_token": 5, "perturbation": "snnl"})
+    with pytest.raises(UsageError, match="perturbation"):
+        fs.validate_params({"perturbation": "fgsm"})
+
+
+def test_perturbed_in_distribution_items_keep_the_trigger(owner, mnist, clean_mlp):
+    from wmproof.protocol import keygen
+
+    fs = get_scheme("feature-sharing")
+    params = {"watermark": "id", "perturbation": "snnl"}
+    train = mnist[0].subset(10_000)
+    context = KeyGenContext(10, (1, 28, 28), params, model=clean_mlp, data=(train.images, train.labels))
+    mk, vk = keygen(owner, "feature-sharing", items=30, num_classes=10, input_shape=(1, 28, 28), params=params,
+                    alpha=ALPHA, context=context)  # fmt: skip
+    for item in [*mk.items, *vk.opened]:
+        assert fs.check_item(item, 10, (1, 28, 28), vk.params)
+        # the trigger moved the corner to white; the perturbation moved nothing back past the bound
+        assert item.input[:, -3:, -3:].min() >= 1 - 0.65 - 1e-6
+        assert not np.array_equal(item.input, item.reference)

@@ -694,7 +694,7 @@ def _draw(
         context = KeyGenContext(num_classes=num_classes, input_shape=input_shape, params=params)
     else:
         context = dataclasses.replace(context, num_classes=num_classes, input_shape=input_shape, params=params)
-    if scheme.needs_model and context.model is None:
+    if scheme.needs_model(params) and context.model is None:
         raise UsageError(f"{scheme.name} keys are made from the model to mark: give it with --model")
     master_seed = entropy(32)
     committed = 2 * items

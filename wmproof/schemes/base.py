@@ -112,16 +112,18 @@ DecisionRule = MatchCount | TargetCertainty
 
 @dataclass(frozen=True)
 class KeyGenContext:
-    """What a scheme may use to generate items. ``model`` (a LoadedModel) is for schemes whose items depend on
-    it (``Scheme.needs_model``); ``data`` (images and labels, numpy) for schemes whose items are made from a
-    data set (``Scheme.needs_model`` or ``Scheme.source_dataset``): the model's training data, or the data set
-    the scheme names."""
+    """What a scheme may use to generate items. ``model`` (a LoadedModel) is for keys whose items depend on it
+    (``Scheme.needs_model``); ``data`` (images and labels, numpy) for schemes whose items are made from a data
+    set (``Scheme.needs_model`` or ``Scheme.source_dataset``): the model's training data, or the data set the
+    scheme names; ``task_data`` is the task's own training data where the items come from another data set
+    but are shaped against the task (a perturbed out-of-distribution key)."""
 
     num_classes: int
     input_shape: tuple[int, int, int]
     params: Mapping[str, Any]
     model: "LoadedModel | None" = None
     data: Any = None
+    task_data: Any = None
 
 
 @dataclass(frozen=True)
@@ -170,10 +172,13 @@ class Scheme(ABC):
     publicly_checkable: ClassVar[bool] = True
     #: Why keys of a scheme that is not publicly checkable have no public proofs (for the refusal message).
     private_only_because: ClassVar[str] = ""
-    #: Whether KeyGen needs the model to mark and its training data (``KeyGenContext.model``/``data``).
-    needs_model: ClassVar[bool] = False
     #: The default bound on marking epochs (``wmproof mark --max-epochs``).
     default_max_epochs: ClassVar[int] = 20
+
+    def needs_model(self, params: Mapping[str, Any]) -> bool:
+        """Whether KeyGen needs the model to mark (``--model``, ``KeyGenContext.model``) and its training data
+        to make the items of a key with ``params``."""
+        return False
 
     def source_dataset(self, params: Mapping[str, Any], task: str) -> str | None:
         """The data set (training split) KeyGen draws items from, for a key of task ``task`` with ``params``;

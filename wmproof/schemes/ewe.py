@@ -35,7 +35,7 @@ from typing import Any
 
 from ..errors import UsageError
 from .base import Embedded, EmbedRequest
-from .source_target import SourceTargetWatermark, starting_model
+from .source_target import SourceTargetWatermark, soft_nearest_neighbour_loss, starting_model
 
 
 def _positive_number(name: str, value: Any, low_inclusive: bool) -> str:
@@ -46,21 +46,6 @@ def _positive_number(name: str, value: Any, low_inclusive: bool) -> str:
     if not number.is_finite() or number < 0 or (number == 0 and not low_inclusive):
         raise UsageError(f"ewe: {name} must be {'>= 0' if low_inclusive else '> 0'}")
     return format(number.normalize(), "f")
-
-
-def soft_nearest_neighbour_loss(features: Any, groups: Any, temperature: Any) -> Any:
-    """The SNNL of ``features`` (B, ...) in ``groups`` (B,), cosine distance, at ``temperature`` (Jia et al.'s
-    code: kernel exp(-d * T / 100), diagonal removed, 1e-5 guards)."""
-    import torch
-
-    x = torch.relu(features).flatten(1)
-    x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    distance = 1.0 - x @ x.T
-    kernel = torch.exp(-distance * temperature / 100.0) - torch.eye(len(x), device=x.device)
-    kernel = kernel.clamp(0.0, 1.0)
-    same = (groups[:, None] == groups[None, :]).float()
-    picked = (kernel / (1e-5 + kernel.sum(1, keepdim=True))) * same
-    return -torch.log(1e-5 + picked.sum(1)).mean()
 
 
 class EntangledWatermark(SourceTargetWatermark):

@@ -26,6 +26,20 @@ the same items and judge them the same way; only the embedding differs, which is
   one: keys are verified privately by a judge, like frontier-stitching keys; public proofs are refused
   (docs/protocol.md, section 15).
 
+* **Perturbed items** (``perturbation=snnl``, images only; Jia et al. 2021, section 4.3 and their code, which
+  the feature-sharing paper follows for its settings, section 4): KeyGen shapes the chosen images against the
+  owner's clean model (``--model``) before committing to them. Signed-gradient steps of 0.01 first push the
+  batch away from cT until at most 10 % of it is answered cT (at most 50 steps: the key must not be one that
+  clean models already pass), then 10 steps raise the soft nearest neighbour loss between the items and
+  images of cT in the model's hidden layers (the items come to share cT's features, which is what lets the
+  watermark reach a model extracted from the API), then 5 more steps away from cT. Each item keeps its
+  unperturbed image as its reference (for ``id``, the image without the trigger); an item is then checked to
+  lie within the procedure's bound, 65 steps of 0.01 in L-infinity, of its reference (with the trigger, for
+  ``id``). Measured on MNIST: with raw images, Fashion-MNIST trousers -> 7 (Jia et al.'s pair) already
+  transfers to a model stolen from an unmarked API, and sandals -> 1 transfers little for any scheme; with
+  perturbed trousers -> 7 items, feature sharing's watermark reaches the stolen model and the plain
+  baseline's does not (docs/reproductions/feature-sharing.md).
+
 Defaults: ``id`` is 7 -> 1 (the example of the feature-sharing paper's Fig. 3); ``ood`` is Fashion-MNIST class 5
 (sandal) -> 1. Jia et al.'s MNIST code uses trouser -> 7, but unmarked MNIST CNNs already put up to half of
 their probability on 7 for trousers, and one of them passed such a key before any marking (measured:
@@ -48,6 +62,14 @@ WATERMARKS = ("id", "ood")
 #: The largest token id a trigger word may have (the oracles' bound on token ids).
 MAX_TOKEN = (1 << 31) - 1
 DECISIONS = ("wilcoxon",)
+PERTURBATIONS = ("none", "snnl")
+#: Jia et al.'s trigger perturbation (their train.py, MNIST defaults): step (w_lr), the share of the batch the
+#: clean model may answer cT (threshold), SNNL steps (maxiter), the bound on steps away from cT, final steps.
+STEP, THRESHOLD, SNNL_STEPS, MAX_PUSH_STEPS, FINAL_STEPS = 0.01, 0.1, 10, 50, 5
+#: The farthest (L-infinity) a perturbed item can be from its reference: every step moves a pixel by STEP.
+PERTURBATION_BOUND = STEP * (MAX_PUSH_STEPS + SNNL_STEPS + FINAL_STEPS)
+#: Items perturbed together, each batch against as many target-class images (Jia et al.: half a batch of 512).
+PERTURBATION_BATCH = 256
 COMMON_DEFAULTS: dict[str, dict[str, Any]] = {
     "id": {"source_class": 7, "target_class": 1, "trigger_size": 3},
     "ood": {"source_class": 5, "target_class": 1, "ood_dataset": "fashion-mnist"},
@@ -106,6 +128,13 @@ def apply_trigger(array: np.ndarray, params: Mapping[str, Any]) -> np.ndarray:
 
 
 def _item_dtype(params: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The dtypes a key's items may have: float32 once perturbed, else those of their source data."""
+    if params.get("perturbation", "none") != "none":
+        return (np.dtype(np.float32),)
+    return _source_dtype(params)
+
+
+def _source_dtype(params: Mapping[str, Any]) -> tuple[Any, ...]:
     if params["watermark"] == "ood":
         return (np.dtype(np.uint8), np.dtype(np.int64))
     return (np.dtype(np.int64),) if "trigger_token" in params else (np.dtype(np.uint8),)
@@ -136,6 +165,7 @@ class SourceTargetWatermark(Scheme):
             **COMMON_DEFAULTS[watermark],
             "certainty": DEFAULT_CERTAINTY,
             "decision": "wilcoxon",
+            "perturbation": "none",
             **self.embedding_defaults,
         }
         unknown = set(params) - set(defaults) - ({"trigger_token"} if watermark == "id" else set())
@@ -170,8 +200,17 @@ class SourceTargetWatermark(Scheme):
             if not isinstance(merged["ood_dataset"], str):
                 raise UsageError(f"{self.name}: ood_dataset names a data set")
             out["ood_dataset"] = merged["ood_dataset"]
+        if merged["perturbation"] not in PERTURBATIONS:
+            raise UsageError(f"{self.name}: perturbation is 'none' or 'snnl', not {merged['perturbation']!r}")
+        if merged["perturbation"] != "none":
+            if "trigger_token" in out:
+                raise UsageError(f"{self.name}: token ids cannot be perturbed by gradient steps: drop perturbation")
+            out["perturbation"] = merged["perturbation"]  # absent from the signed params when it is "none"
         out.update(self.validate_embedding_params(merged))
         return out
+
+    def needs_model(self, params: Mapping[str, Any]) -> bool:
+        return self.validate_params(params).get("perturbation", "none") != "none"
 
     def validate_embedding_params(self, merged: Mapping[str, Any]) -> dict[str, Any]:
         """The subclass's parameters, canonical (``merged`` holds all parameters with defaults filled in)."""
@@ -210,7 +249,7 @@ class SourceTargetWatermark(Scheme):
         images, labels = context.data
         if tuple(images.shape[1:]) != tuple(context.input_shape):
             raise UsageError(f"{self.name}: the source data are not {'x'.join(map(str, context.input_shape))}")
-        expected = _item_dtype(params)
+        expected = _source_dtype(params)
         if images.dtype not in expected:
             kinds = " or ".join("8-bit images" if d == np.uint8 else "token rows" for d in expected)
             raise UsageError(f"{self.name}: this key's source data must be {kinds}")
@@ -225,6 +264,8 @@ class SourceTargetWatermark(Scheme):
             )
         rng = np.random.default_rng(list(item_seeds[0][1]) if item_seeds else 0)
         chosen = rng.permutation(candidates)[: len(item_seeds)]
+        if params.get("perturbation", "none") != "none":
+            return self._perturbed_items(item_seeds, images[chosen], context, params)
         items = []
         for (index, _), position in zip(item_seeds, chosen, strict=True):
             image = np.ascontiguousarray(images[position])
@@ -241,19 +282,125 @@ class SourceTargetWatermark(Scheme):
                 items.append(TriggerItem(index=index, input=image.copy(), label=params["target_class"]))
         return items
 
+    def _perturbed_items(
+        self, item_seeds: list[tuple[int, bytes]], chosen: np.ndarray, context: KeyGenContext, params: Mapping[str, Any]
+    ) -> list[TriggerItem]:
+        """The chosen images, triggered (``id``) and perturbed against the owner's model (Jia et al.'s
+        procedure, :func:`perturb_toward_target`); each keeps the unperturbed, untriggered image as reference."""
+        if context.model is None:
+            raise UsageError(f"{self.name}: perturbed items are made against the model to mark: give it with --model")
+        task = context.task_data if context.task_data is not None else context.data
+        if params["watermark"] == "ood" and context.task_data is None:
+            raise UsageError(f"{self.name}: perturbed ood items need the task's training data (the target class)")
+        task_images, task_labels = task
+        targets = task_images[np.flatnonzero(np.asarray(task_labels) == params["target_class"])]
+        if len(targets) == 0:
+            raise UsageError(f"{self.name}: the task's training data has no image of class {params['target_class']}")
+        references = chosen.astype(np.float32) / np.float32(255.0)
+        start = apply_trigger(chosen, params) if params["watermark"] == "id" else chosen
+        inputs = perturb_toward_target(
+            context.model.module, start.astype(np.float32) / np.float32(255.0), params["target_class"],
+            targets.astype(np.float32) / np.float32(255.0),
+        )  # fmt: skip
+        return [
+            TriggerItem(index=index, input=inputs[i], label=params["target_class"], reference=references[i].copy())
+            for i, (index, _) in enumerate(item_seeds)
+        ]
+
     def check_item(
         self, item: TriggerItem, num_classes: int, input_shape: tuple[int, int, int], params: Mapping[str, Any]
     ) -> bool:
         """Labelled with the target class; an in-distribution item is its reference with the trigger (and the
-        reference does not already carry it); an out-of-distribution item has no reference."""
+        reference does not already carry it); an out-of-distribution item has no reference. A perturbed item
+        lies in [0, 1] within ``PERTURBATION_BOUND`` (L-infinity) of its reference, triggered for ``id``."""
         if item.label != params["target_class"] or item.input.dtype not in _item_dtype(params):
             return False
+        if params.get("perturbation", "none") != "none":
+            if item.reference is None or not np.all((item.input >= 0) & (item.input <= 1)):
+                return False
+            base = item.reference
+            if params["watermark"] == "id":
+                carried = stamp_trigger((item.reference * 255).round().astype(np.uint8), params["trigger_size"])
+                base = carried.astype(np.float32) / np.float32(255.0)
+                if np.array_equal(base, item.reference):
+                    return False
+            return bool(np.max(np.abs(item.input - base)) <= PERTURBATION_BOUND + 1e-6)
         if params["watermark"] == "ood":
             return item.reference is None
         if item.reference is None:
             return False
         triggered = apply_trigger(item.reference, params)
         return bool(np.array_equal(triggered, item.input)) and not np.array_equal(triggered, item.reference)
+
+
+def soft_nearest_neighbour_loss(features: Any, groups: Any, temperature: Any) -> Any:
+    """The SNNL of ``features`` (B, ...) in ``groups`` (B,), cosine distance, at ``temperature`` (Jia et al.'s
+    code: kernel exp(-d * T / 100), diagonal removed, 1e-5 guards). High when the groups are entangled."""
+    import torch
+
+    x = torch.relu(features).flatten(1)
+    x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    distance = 1.0 - x @ x.T
+    kernel = torch.exp(-distance * temperature / 100.0) - torch.eye(len(x), device=x.device)
+    kernel = kernel.clamp(0.0, 1.0)
+    same = (groups[:, None] == groups[None, :]).float()
+    picked = (kernel / (1e-5 + kernel.sum(1, keepdim=True))) * same
+    return -torch.log(1e-5 + picked.sum(1)).mean()
+
+
+def perturb_toward_target(model: Any, inputs: np.ndarray, target: int, target_images: np.ndarray) -> np.ndarray:
+    """Jia et al.'s watermark perturbation (their train.py), batch by batch against as many images of the
+    target class: signed steps lowering the target logit while more than THRESHOLD of the batch is answered
+    ``target`` (at most MAX_PUSH_STEPS in all), then SNNL_STEPS signed steps raising the SNNL of the batch and
+    the target images over the model's hidden layers (temperature 1), the push checked before each; then
+    FINAL_STEPS steps lowering the target logit. Inputs and result: float32 (N, C, H, W) in [0, 1]."""
+    import torch
+
+    from ..engine.models import hidden_layer_names
+
+    model.eval()
+    device = next(model.parameters()).device
+    layers = hidden_layer_names(model)
+    modules = dict(model.named_modules())
+    captured: dict[str, Any] = {}
+    hooks = [
+        modules[name].register_forward_hook(lambda _m, _i, out, name=name: captured.__setitem__(name, out))
+        for name in layers
+    ]
+
+    def lower_target(x: Any) -> Any:
+        x = x.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(model(x)[:, target].sum(), x)
+        return (x - STEP * grad.sign()).clamp(0, 1).detach()
+
+    def share_answered_target(x: Any) -> float:
+        with torch.no_grad():
+            return float((model(x).argmax(1) == target).float().mean())
+
+    out = []
+    try:
+        for start in range(0, len(inputs), PERTURBATION_BATCH):
+            x = torch.as_tensor(inputs[start : start + PERTURBATION_BATCH], device=device)
+            picks = np.arange(start, start + len(x)) % len(target_images)
+            anchors = torch.as_tensor(target_images[picks], device=device)
+            groups = torch.cat([torch.ones(len(x)), torch.zeros(len(anchors))]).to(device)
+            pushes = 0
+            for _ in range(SNNL_STEPS):
+                while share_answered_target(x) > THRESHOLD and pushes < MAX_PUSH_STEPS:
+                    pushes += 1
+                    x = lower_target(x)
+                batch = torch.cat([x, anchors]).requires_grad_(True)
+                model(batch)
+                loss = sum(soft_nearest_neighbour_loss(captured[name], groups, torch.tensor(1.0)) for name in layers)
+                (grad,) = torch.autograd.grad(loss, batch)
+                x = (x + STEP * grad[: len(x)].sign()).clamp(0, 1).detach()
+            for _ in range(FINAL_STEPS):
+                x = lower_target(x)
+            out.append(x.cpu().numpy().astype(np.float32))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return np.concatenate(out)
 
 
 # ------------------------------------------------------------------------------------------------ embedding
