@@ -467,8 +467,18 @@ def render(results: dict[str, Any], command: str) -> str:
         f"({results.get('started', '?')} to {results.get('finished', 'unfinished')}, device {results['device']}, "
         f"Python {platform.python_version()}). Configuration: `{config['name']}` — {config['seeds']} seeds, owner "
         f"data MNIST train[0:{config['owner_images']:,}], {config['items']} kept items per key, alpha 0.05, "
-        f"extraction with {config['queries']:,} task queries (soft labels, {config['steal_epochs']} epochs).",
+        f"extraction with {config['queries']:,} task queries (soft labels, {config['steal_epochs']} epochs); "
+        f"items {'perturbed against the clean model (Jia et al.)' if config.get('perturbation') == 'snnl' else 'raw'}.",
         "",
+    ]
+    seeds_done = sorted({c["seed"] for c in results["cells"]})
+    if "finished" not in results:
+        lines += [
+            f"**Partial run**: {len(seeds_done)} of {config['seeds']} seeds are in the tables below; "
+            "`--resume` completes it.",
+            "",
+        ]
+    lines += [
         "Every cell is mean ± sd over seeds, in percent; the paper's value (its Tables 2-3, MNIST) is beside ours. "
         "Watermark accuracy is the share of the key's items answered with the target class; WDR is the share of "
         "200 random subsets of 1/10 of the items on which the one-sided Wilcoxon test (H0 p - q < 0.3) rejects at "
@@ -597,6 +607,19 @@ def render(results: dict[str, Any], command: str) -> str:
         lines.append("")
     lines += robustness_section(results)
     lines += items_section(DOCS / "feature-sharing" / "items.json")
+    transcript = DOCS / "feature-sharing" / "api.md"
+    if transcript.is_file():
+        lines += [
+            "## Through the command line and live APIs (experiments/feature_sharing_api.py)",
+            "",
+            "The owner trains, makes a perturbed trousers -> 7 key and marks; `wmproof serve` exposes the protected "
+            "model; a thief extracts it through that API; the stolen model is served in turn and `wmproof verify "
+            "--url` judges it, and an independently trained model served the same way (exit code 0: verified, "
+            "1: not verified).",
+            "",
+            transcript.read_text().rstrip(),
+            "",
+        ]
     return "\n".join(lines) + "\n"
 
 
