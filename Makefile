@@ -44,6 +44,8 @@ repro: venv
 	$(BIN)/python -m pip install --quiet -e ".[ml,chain,test,repro]"
 	$(BIN)/python experiments/frontier_stitching.py
 	$(BIN)/python experiments/attack_suite.py
+	$(BIN)/python experiments/feature_sharing_items.py
+	$(BIN)/python experiments/feature_sharing_api.py
 	$(BIN)/python experiments/feature_sharing.py
 
 # Rebuild the registry contract's committed artifact (tests check that a rebuild is byte-identical).
