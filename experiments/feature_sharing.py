@@ -10,8 +10,9 @@ What runs, for each seed:
    al.'s pair), one key per scheme (``plain``, ``ewe``, ``feature-sharing``) committing to the *same* 2N images
    (KeyGen's entropy is seeded, so the three keys draw the same ones; each key's Fiat-Shamir challenge, which
    absorbs the scheme, keeps its own random half), perturbed against the clean model as Jia et al.'s code
-   does (``perturbation=snnl``, wmproof.schemes.source_target), alpha 0.05 (the paper's), 100 kept items;
-   each marked PreTrained from the clean model (k = 8 items per batch, until learned, at most
+   does (``perturbation=snnl``, wmproof.schemes.source_target), alpha 0.05 (the paper's), 1,000 kept items
+   (Jia et al.'s code, which the paper follows, uses the whole source class; the WDR's subsets are 1/10 of
+   the items); each marked PreTrained from the clean model (k = 8 items per batch, until learned, at most
    ``mark_epochs`` epochs);
 3. each protected model is stolen with wmproof's extraction attack (``queries`` task images from
    train[40,000:60,000], soft labels, ``steal_epochs`` epochs; the architecture is the victim's), and so is the
@@ -99,7 +100,7 @@ class Config:
 
 
 CONFIGS = {
-    "cpu": Config("cpu", 5, 30_000, 100, 10, 20_000, 3, 10, 1),
+    "cpu": Config("cpu", 5, 30_000, 1_000, 10, 20_000, 3, 10, 1),
     "smoke": Config("smoke", 1, 4_000, 30, 2, 2_000, 1, 2, 1, clean_epochs=1, robust_seeds=1),
 }
 
