@@ -121,20 +121,18 @@ def _entropy(tag: str):
     return draw
 
 
-def _complete_seeds(results: dict[str, Any], config: Config) -> set[int]:
-    """Seeds whose every cell (and sweep, for the first ``sweep_seeds``) is in ``results``."""
-    complete = set()
-    for seed in range(config.seeds):
-        cells = sum(1 for c in [*results.get("cells", []), *results.get("refused", [])] if c["seed"] == seed)
-        swept = sum(1 for r in results.get("plain_fixed", []) if r["seed"] == seed)
-        robust = seed >= config.robust_seeds or seed in results.get("robust_done", [])
-        if (
-            cells == len(WATERMARKS) * len(SCHEMES)
-            and (seed >= config.sweep_seeds or swept == len(WATERMARKS))
-            and robust
-        ):
-            complete.add(seed)
-    return complete
+def _phases_done(results: dict[str, Any]) -> dict[str, set[int]]:
+    """Which seeds finished each phase: ``cells`` (every scheme's cell, or Mark's refusal, for both watermarks),
+    ``sweep`` (Figs. 3-4 and the fixed-schedule baseline), ``robust`` (Figs. 5-7). Each phase is kept apart by
+    ``--resume``, so an interrupted run loses at most the phase it was in."""
+    per_seed: dict[int, int] = {}
+    for c in [*results.get("cells", []), *results.get("refused", [])]:
+        per_seed[c["seed"]] = per_seed.get(c["seed"], 0) + 1
+    return {
+        "cells": {seed for seed, n in per_seed.items() if n == len(WATERMARKS) * len(SCHEMES)},
+        "sweep": set(results.get("sweep_done", [])),
+        "robust": set(results.get("robust_done", [])),
+    }
 
 
 def run(config: Config, out: Path, device_name: str, resume: bool = False) -> dict[str, Any]:
@@ -172,23 +170,26 @@ def run(config: Config, out: Path, device_name: str, resume: bool = False) -> di
         "pairs": [],
         "robustness": [],
         "robust_done": [],
+        "sweep_done": [],
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    done: set[int] = set()
+    phases: dict[str, set[int]] = {"cells": set(), "sweep": set(), "robust": set()}
     if resume and out.is_file():
         earlier = json.loads(out.read_text())
         if earlier.get("config") != json.loads(json.dumps(asdict(config))):
             raise SystemExit(f"{out} was made with another configuration; move it away or drop --resume")
-        done = _complete_seeds(earlier, config)
-        results = earlier
+        phases = _phases_done(earlier)
+        results = {**results, **{k: v for k, v in earlier.items() if k not in ("finished", "pairs")}}
         results["pairs"] = []
-        results["robust_done"] = [seed for seed in earlier.get("robust_done", []) if seed in done]
-        for part in ("cells", "false_positives", "sweep", "plain_fixed", "refused", "robustness"):
+        results["sweep_done"], results["robust_done"] = sorted(phases["sweep"]), sorted(phases["robust"])
+        kept_rows = {"cells": "cells", "refused": "cells", "false_positives": "cells", "sweep": "sweep",
+                     "plain_fixed": "sweep", "robustness": "robust"}  # fmt: skip
+        for part, phase in kept_rows.items():
             results[part] = [
-                r for r in earlier.get(part, []) if r["seed"] in done and not str(r.get("model", "")).startswith("ind")
-            ]
-        results.pop("finished", None)
-        log(f"resuming: seeds {sorted(done)} are complete in {out}")
+                r for r in earlier.get(part, [])
+                if r["seed"] in phases[phase] and not str(r.get("model", "")).startswith("ind")
+            ]  # fmt: skip
+        log(f"resuming from {out}: " + "; ".join(f"{k} done for seeds {sorted(v)}" for k, v in phases.items()))
 
     clean_models: dict[int, Any] = {}
 
@@ -273,15 +274,18 @@ def run(config: Config, out: Path, device_name: str, resume: bool = False) -> di
         return loaded(result.model, result.arguments), result.epochs, time.perf_counter() - t0
 
     for seed in range(config.seeds):
-        if seed in done:
+        need_cells = seed not in phases["cells"]
+        need_sweep = seed < config.sweep_seeds and seed not in phases["sweep"]
+        need_robust = seed < config.robust_seeds and seed not in phases["robust"]
+        if not (need_cells or need_sweep or need_robust):
             continue
         t_seed = time.perf_counter()
         clean = clean_model(seed)
         clean_models[seed] = clean
         log(f"seed {seed}: clean model {accuracy(clean.module, test_tensors):.4f}")
-        innocent = steal(clean, 1000 + seed)
         kept: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {}
-        for watermark in WATERMARKS:
+        innocent = steal(clean, 1000 + seed) if need_cells else None
+        for watermark in WATERMARKS if (need_cells or need_robust) else ():
             keys = keys_for(seed, watermark, SCHEMES, clean)
             pools = {
                 scheme: sorted(item.input.tobytes() for item in [*mk.items, *vk.opened])
@@ -289,22 +293,33 @@ def run(config: Config, out: Path, device_name: str, resume: bool = False) -> di
             }
             assert len({tuple(pool) for pool in pools.values()}) == 1, "the keys must commit to the same images"
             mk0, vk0 = keys[SCHEMES[0]]
-            results["false_positives"].append(
-                {"seed": seed, "watermark": watermark, "model": "clean owner model", **judge(mk0, vk0, clean, seed)}
-            )
-            results["false_positives"].append(
-                {"seed": seed, "watermark": watermark, "model": "extracted from the clean model",
-                 **judge(mk0, vk0, innocent, seed)}
-            )  # fmt: skip
+            if need_cells:
+                results["false_positives"].append(
+                    {"seed": seed, "watermark": watermark, "model": "clean owner model",
+                     **judge(mk0, vk0, clean, seed)}
+                )  # fmt: skip
+                results["false_positives"].append(
+                    {"seed": seed, "watermark": watermark, "model": "extracted from the clean model",
+                     **judge(mk0, vk0, innocent, seed)}
+                )  # fmt: skip
             for scheme in SCHEMES:
                 mk, vk = keys[scheme]
+                if not need_cells and scheme not in ROBUST_SCHEMES:
+                    continue
                 try:
                     protected, epochs, seconds = embed(mk, clean, 10 + seed)
                 except UsageError as exc:  # Mark refuses a key the clean model already passes
-                    results["refused"].append({"seed": seed, "watermark": watermark, "scheme": scheme, "why": str(exc)})
+                    if need_cells:
+                        results["refused"].append(
+                            {"seed": seed, "watermark": watermark, "scheme": scheme, "why": str(exc)}
+                        )
                     log(f"seed {seed} {watermark} {scheme}: refused: {exc}")
                     continue
                 stolen = steal(protected, 100 + seed)
+                if need_robust and scheme in ROBUST_SCHEMES:
+                    kept[(watermark, scheme)] = (mk, vk, protected, stolen)
+                if not need_cells:
+                    continue
                 cell = {
                     "seed": seed,
                     "watermark": watermark,
@@ -315,8 +330,6 @@ def run(config: Config, out: Path, device_name: str, resume: bool = False) -> di
                     "stolen": judge(mk, vk, stolen, seed),
                 }
                 results["cells"].append(cell)
-                if seed < config.robust_seeds and scheme in ROBUST_SCHEMES:
-                    kept[(watermark, scheme)] = (mk, vk, protected, stolen)
                 log(
                     f"seed {seed} {watermark} {scheme}: protected {cell['protected']['validation_accuracy']:.4f} "
                     f"wm {cell['protected']['watermark_accuracy']:.2f}; stolen "
@@ -324,7 +337,7 @@ def run(config: Config, out: Path, device_name: str, resume: bool = False) -> di
                     f"p {cell['stolen']['p_value']:.2e} WDR {cell['stolen']['wdr']:.2f}"
                 )
             _save(results, out)
-        if seed < config.sweep_seeds:
+        if need_sweep:
             layers = layer_order(clean.module)
             for depth in range(1, len(layers) + 1):
                 ((mk, vk),) = keys_for(seed, "ood", ("feature-sharing",), clean, {"decision_layers": depth}).values()
@@ -362,8 +375,9 @@ def run(config: Config, out: Path, device_name: str, resume: bool = False) -> di
                 )  # fmt: skip
                 fixed = results["plain_fixed"][-1]["stolen"]["watermark_accuracy"]
                 log(f"seed {seed} plain, {epochs} epochs, {watermark}: stolen wm {fixed:.2f}")
+            results["sweep_done"].append(seed)
             _save(results, out)
-        if seed < config.robust_seeds:
+        if need_robust:
             for (watermark, scheme), models in kept.items():
                 robustness(seed, watermark, scheme, *models)
             results["robust_done"].append(seed)
