@@ -135,6 +135,34 @@ def _phases_done(results: dict[str, Any]) -> dict[str, set[int]]:
     }
 
 
+def judge_key(mk: Any, vk: Any, model: Any, seed: int, test_tensors: Any) -> dict[str, Any]:
+    """The judge's verdict on ``model`` (a LoadedModel) with its numbers: validation accuracy, watermark
+    accuracy, the Wilcoxon p-value and verdict, the mean p and q, and the WDR (seeded by ``seed``)."""
+    from wmproof.engine.train import accuracy
+    from wmproof.oracles.local import LocalModelOracle
+    from wmproof.protocol import verify_private
+    from wmproof.stats import detection_rate
+
+    report = verify_private(mk, vk, LocalModelOracle(model))
+    t = report.test
+    return {
+        "validation_accuracy": accuracy(model.module, test_tensors),
+        "watermark_accuracy": t.trigger_accuracy,
+        "p_value": t.p_value,
+        "verified": report.verified,
+        "mean_p": t.mean_target_probability,
+        "mean_q": t.mean_baseline,
+        "wdr": detection_rate(
+            list(t.target),
+            list(t.baseline),
+            certainty=t.certainty,
+            alpha=float(ALPHA),
+            fraction=float(WDR_FRACTION),
+            seed=seed,
+        ),  # fmt: skip
+    }
+
+
 def run(config: Config, out: Path, device_name: str, resume: bool = False) -> dict[str, Any]:
     import numpy as np
 
@@ -146,10 +174,9 @@ def run(config: Config, out: Path, device_name: str, resume: bool = False) -> di
     from wmproof.engine.train import TensorData, accuracy, recipe_config, train_new_model
     from wmproof.errors import UsageError
     from wmproof.oracles.local import LocalModelOracle
-    from wmproof.protocol import Identity, keygen, mark, verify_private
+    from wmproof.protocol import Identity, keygen, mark
     from wmproof.schemes import KeyGenContext
     from wmproof.schemes.source_target import layer_order
-    from wmproof.stats import detection_rate
 
     device = resolve_device(device_name)
     train = load_image_dataset("mnist", "train")
@@ -226,24 +253,7 @@ def run(config: Config, out: Path, device_name: str, resume: bool = False) -> di
             log(f"seed {seed} {watermark} {scheme} {attack} {last['x']}: stolen wm {last['watermark_accuracy']:.2f}")
 
     def judge(mk: Any, vk: Any, model: Any, seed: int) -> dict[str, Any]:
-        report = verify_private(mk, vk, LocalModelOracle(model))
-        t = report.test
-        return {
-            "validation_accuracy": accuracy(model.module, test_tensors),
-            "watermark_accuracy": t.trigger_accuracy,
-            "p_value": t.p_value,
-            "verified": report.verified,
-            "mean_p": t.mean_target_probability,
-            "mean_q": t.mean_baseline,
-            "wdr": detection_rate(
-                list(t.target),
-                list(t.baseline),
-                certainty=t.certainty,
-                alpha=float(ALPHA),
-                fraction=float(WDR_FRACTION),
-                seed=seed,
-            ),  # fmt: skip
-        }
+        return judge_key(mk, vk, model, seed, test_tensors)
 
     def keys_for(
         seed: int, watermark: str, schemes: tuple[str, ...], clean: Any, extra: dict[str, Any] | None = None

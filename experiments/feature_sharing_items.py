@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from feature_sharing import ALPHA, SCHEMES, WDR_FRACTION, _entropy
+from feature_sharing import ALPHA, SCHEMES, _entropy, judge_key
 from reporting import log
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,12 +41,11 @@ def run(seeds: int, device_name: str) -> dict[str, Any]:
     from wmproof.engine.data import load_image_dataset
     from wmproof.engine.device import resolve_device
     from wmproof.engine.models import LoadedModel
-    from wmproof.engine.train import TensorData, accuracy, recipe_config, train_new_model
+    from wmproof.engine.train import TensorData, recipe_config, train_new_model
     from wmproof.errors import UsageError
     from wmproof.oracles.local import LocalModelOracle
-    from wmproof.protocol import Identity, keygen, mark, verify_private
+    from wmproof.protocol import Identity, keygen, mark
     from wmproof.schemes import KeyGenContext
-    from wmproof.stats import detection_rate
 
     device = resolve_device(device_name)
     owner_data = load_image_dataset("mnist", "train").subset(OWNER_IMAGES)
@@ -70,23 +69,7 @@ def run(seeds: int, device_name: str) -> dict[str, Any]:
         return loaded(result.model, result.arguments)
 
     def judge(mk: Any, vk: Any, model: Any, seed: int) -> dict[str, Any]:
-        report = verify_private(mk, vk, LocalModelOracle(model))
-        t = report.test
-        return {
-            "validation_accuracy": accuracy(model.module, test_tensors),
-            "watermark_accuracy": t.trigger_accuracy,
-            "mean_p": t.mean_target_probability,
-            "p_value": t.p_value,
-            "verified": report.verified,
-            "wdr": detection_rate(
-                list(t.target),
-                list(t.baseline),
-                certainty=t.certainty,
-                alpha=float(ALPHA),
-                fraction=float(WDR_FRACTION),
-                seed=seed,
-            ),  # fmt: skip
-        }
+        return judge_key(mk, vk, model, seed, test_tensors)
 
     def trigger_visibility(clean: Any, seed: int) -> dict[str, Any]:
         """How far the 3x3 square moves a 7 in the clean model's last hidden layer (what the output layer, the
