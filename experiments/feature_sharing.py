@@ -632,6 +632,7 @@ def render(results: dict[str, Any], command: str) -> str:
         lines.append("")
     lines += robustness_section(results)
     lines += items_section(DOCS / "feature-sharing" / "items.json")
+    lines += text_section(DOCS / "feature-sharing" / "text.json")
     transcript = DOCS / "feature-sharing" / "api.md"
     if transcript.is_file():
         lines += [
@@ -704,6 +705,100 @@ def items_section(path: Path) -> list[str]:
             f"({seen[0]['n']} sevens, seeds {', '.join(str(v['seed']) for v in seen)}).",
             "",
         ]
+    return lines
+
+
+#: The paper's SST-2 rows (Tables 2-3; it has no EWE row for SST-2): (protected val, protected wm, stolen val,
+#: stolen wm, WDR), percent.
+PAPER_SST2 = {
+    ("id", "plain"): (91.02, 100.0, 89.32, 65.32, 88.5),
+    ("id", "feature-sharing"): (92.01, 100.0, 89.65, 93.22, 100.0),
+    ("ood", "plain"): (92.05, 100.0, 90.22, 71.73, 80.5),
+    ("ood", "feature-sharing"): (92.15, 100.0, 90.17, 94.55, 99.0),
+}
+SETTING_TEXT = {
+    "shared": "owner and thief fine-tune the same public encoder (the paper's BERT setting)",
+    "scratch": "owner and thief train from scratch",
+}
+
+
+def text_section(path: Path) -> list[str]:
+    """The SST-2 rows of experiments/feature_sharing_text.py."""
+    if not path.is_file():
+        return []
+    data = json.loads(path.read_text())
+    config, cells = data["config"], data["cells"]
+    lines = [
+        "## SST-2 rows (experiments/feature_sharing_text.py)",
+        "",
+        f"Text CNN (`sst2_textcnn`, trained here: no pretrained weights can be downloaded) on SST-2 (GLUE phrases); "
+        f"owner data train[0:{config['owner_rows']:,}], public encoder trained on the next {config['public_rows']:,} "
+        f"rows (validation accuracy {pm([r['validation_accuracy'] for r in data['public']])} %), the thief's "
+        f"{config['queries']:,} queries the last rows (soft labels, {config['steal_epochs']} epochs); "
+        f"{config['items']} kept items per key; validation on SST-2 dev (872 sentences). ID: negative sentences "
+        f"with the word '{config['trigger_word']}' inserted first -> positive; OOD: {data['prose_sentences']} "
+        f"sentences of research prose (the papers' text; Yelp, the paper's OOD source, is not available here) "
+        f"-> class {config['ood_target']}. Feature sharing trains the {config['decision_layers']} dense layers of "
+        "the classification head. Mean ± sd over seeds, percent; the paper's value beside ours."
+        + ("" if "finished" in data else " **Partial run.**"),
+        "",
+    ]
+    for setting in ("shared", "scratch"):
+        rows = [c for c in cells if c["setting"] == setting]
+        if not rows:
+            continue
+        seeds = sorted({c["seed"] for c in rows})
+        clean = [
+            r["validation_accuracy"] for r in data["false_positives"]
+            if r["setting"] == setting and r["model"] == "clean owner model" and r["watermark"] == "id"
+        ]  # fmt: skip
+        lines += [
+            f"### {SETTING_TEXT[setting][0].upper() + SETTING_TEXT[setting][1:]} ({len(seeds)} seed(s))",
+            "",
+            f"The owner's clean model: validation accuracy {pm(clean)} %.",
+            "",
+            "| watermark | method | protected val. acc | protected wm acc | stolen val. acc | stolen wm acc | "
+            "stolen mean p - q | stolen WDR | stolen verified |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for watermark in ("id", "ood"):
+            for scheme in ("plain", "feature-sharing"):
+                picked = [c for c in rows if c["watermark"] == watermark and c["scheme"] == scheme]
+                refused = [r for r in data["refused"] if r["setting"] == setting and r["watermark"] == watermark
+                           and r["scheme"] == scheme]  # fmt: skip
+                label = LABELS[scheme]
+                if refused:
+                    label += f" (Mark refused on {len(refused)} seed(s))"
+                if not picked:
+                    lines.append(f"| {watermark} | {label} | | | | | | | |")
+                    continue
+                paper = PAPER_SST2[(watermark, scheme)] if setting == "shared" else None
+
+                def col(side: str, key: str, i: int, picked: list = picked, paper: tuple | None = paper) -> str:
+                    ours = pm([c[side][key] for c in picked])
+                    return ours + (f" (paper {paper[i]:.2f})" if paper else "")
+
+                gap = pm([c["stolen"]["mean_p"] - c["stolen"]["mean_q"] for c in picked], scale=1, digits=3)
+                verified = sum(c["stolen"]["verified"] for c in picked)
+                lines.append(
+                    f"| {watermark} | {label} | {col('protected', 'validation_accuracy', 0)} | "
+                    f"{col('protected', 'watermark_accuracy', 1)} | {col('stolen', 'validation_accuracy', 2)} | "
+                    f"{col('stolen', 'watermark_accuracy', 3)} | {gap} | {col('stolen', 'wdr', 4)} | "
+                    f"{verified}/{len(picked)} |"
+                )
+        lines.append("")
+    fp = data["false_positives"]
+    if fp:
+        lines += ["False positives (each key's verdict on models that hold no watermark):", ""]
+        kinds = sorted({(r["model"].rstrip("0123456789").strip(), r["setting"]) for r in fp})
+        for kind, setting in kinds:
+            picked = [r for r in fp if r["model"].rstrip("0123456789").strip() == kind and r["setting"] == setting]
+            wrong = sum(r["verified"] for r in picked)
+            lines.append(
+                f"* {kind} ({setting}): {wrong} of {len(picked)} judgements verified (rate {wrong / len(picked):.2%}); "
+                f"smallest p-value {min(r['p_value'] for r in picked):.2e}"
+            )
+        lines.append("")
     return lines
 
 

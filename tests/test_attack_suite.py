@@ -20,7 +20,7 @@ from wmproof.attacks import ATTACKS, get_attack, run_attack
 from wmproof.attacks.base import AttackContext
 from wmproof.engine.models import build_model, load_model
 from wmproof.engine.train import predict_labels
-from wmproof.errors import UsageError
+from wmproof.errors import FileAccessError, UsageError
 from wmproof.oracles.local import LocalModelOracle
 from wmproof.oracles.modes import LabelOnly, QuantizedPosteriors
 from wmproof.oracles.remote import RemoteOracle
@@ -312,6 +312,25 @@ def test_extraction_from_quantized_and_label_only_apis(trained, data_dir, test_x
         assert result.summary["labels"] == "hard" and server.images == 3000
         with pytest.raises(UsageError, match="architecture"):  # an API does not say its architecture
             run_attack("extract", remote, context(data_dir), {"queries": 10})
+
+
+def test_extraction_fine_tunes_a_public_pretrained_model_when_given_one(trained, data_dir, test_x):
+    """``init``: the stolen model starts from the file's weights (with a vanishing learning rate it stays there,
+    and so agrees with the file), not from a fresh initialisation; a file of another architecture or task is
+    refused before any query."""
+    victim = LocalModelOracle.from_file(trained["marked"], "cpu")
+    options = {"queries": 200, "epochs": 1, "lr": 1e-12, "agreement": 0}
+    started = run_attack("extract", victim, context(data_dir), {**options, "init": str(trained["marked"])})
+    assert started.architecture == "mnist_mlp" and started.summary["init"] == str(trained["marked"])
+    assert _agreement(started.model, victim, test_x) == 1.0
+    fresh = run_attack("extract", victim, context(data_dir), {**options, "arch": "mnist_mlp"})
+    assert _agreement(fresh.model, victim, test_x) < 0.5
+    with pytest.raises(UsageError, match="init is a mnist_mlp model, not mnist_cnn"):
+        run_attack(
+            "extract", victim, context(data_dir), {**options, "init": str(trained["marked"]), "arch": "mnist_cnn"}
+        )
+    with pytest.raises(FileAccessError, match="file not found"):
+        run_attack("extract", victim, context(data_dir), {**options, "init": str(trained["marked"]) + ".missing"})
 
 
 def test_extract_from_the_cli_through_wmproof_serve(trained, keypair, tmp_path, data_dir):

@@ -19,6 +19,10 @@ J(f_stolen(x), f_victim(x)), x drawn by the adversary).
 
 The stolen model is trained from scratch (seeded) with the chosen architecture's recipe; ``arch`` defaults
 to the victim's when the victim is a model file (the threat model grants the adversary the architecture).
+With ``init`` (a model file) it is instead fine-tuned from a public pretrained model, as Knockoff Nets'
+adversary starts from ImageNet weights (Orekondy et al. 2019, section 5) and the feature-sharing paper's text
+thieves from BERT (its section 4: owner and adversary then share the pretrained encoder); the file fixes the
+architecture.
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ class ModelExtraction(OracleAttack):
         ),
         "levels": Param(int, 0, "quantize the posteriors to this many levels first (0: as received)", min=0),
         "arch": Param(str, None, "the stolen model's architecture (default: the victim's, when it is a model file)"),
+        "init": Param(str, None, "a public pretrained model file to fine-tune from (default: train from scratch)"),
         "epochs": Param(int, 20, "training epochs of the stolen model", min=1),
         "lr": Param(float, None, "learning rate (default: the architecture's recipe)", min=0.0, min_exclusive=True),
         "agreement": Param(
@@ -88,6 +93,16 @@ class ModelExtraction(OracleAttack):
         if victim.num_classes is None or victim.input_shape is None:
             raise UsageError("the victim does not say its classes and input shape; extraction needs both")
         arch = options["arch"] or _victim_architecture(victim)
+        if options.get("init"):
+            start = _pretrained(options["init"])
+            if options["arch"] and options["arch"] != start.architecture:
+                raise UsageError(f"extract: init is a {start.architecture} model, not {options['arch']}")
+            if (start.num_classes, tuple(start.input_shape)) != (victim.num_classes, tuple(victim.input_shape)):
+                raise UsageError(
+                    f"extract: init answers {start.num_classes} classes on {'x'.join(map(str, start.input_shape))} "
+                    f"inputs; the victim {victim.num_classes} on {'x'.join(map(str, victim.input_shape))}"
+                )
+            arch = start.architecture
         if arch is None:
             raise UsageError("extract: give the stolen model's architecture (--arch NAME): the API does not say it")
         architecture(arch)  # an unknown name
@@ -133,7 +148,10 @@ class ModelExtraction(OracleAttack):
         arguments = normalise_arguments(arch, {"num_classes": classes, "input_shape": list(shape)})
         config = recipe_config(arch, epochs=options["epochs"], lr=options["lr"], seed=context.seed)
         torch.manual_seed(context.seed)
-        model = build_model(arch, **arguments).to(context.device)
+        if options.get("init"):
+            model = _pretrained(options["init"]).module.to(context.device)
+        else:
+            model = build_model(arch, **arguments).to(context.device)
         data = TensorData(torch.from_numpy(inputs).to(context.device), targets.to(context.device))
         history = fit(model, data, config, description="training the stolen model", progress=context.progress)
         train_seconds = time.perf_counter() - t1
@@ -145,6 +163,7 @@ class ModelExtraction(OracleAttack):
             "labels": labels,
             "levels": options["levels"],
             "architecture": arch,
+            "init": options.get("init"),
             "epochs": config.epochs,
             "lr": config.lr,
             "query_seconds": round(query_seconds, 3),
@@ -190,3 +209,10 @@ def _victim_architecture(victim: Any) -> str | None:
     """The victim's architecture, when it is a model file (a remote API does not say)."""
     loaded = getattr(victim, "loaded", None)
     return getattr(loaded, "architecture", None)
+
+
+def _pretrained(path: str) -> Any:
+    """The public model an ``init`` extraction starts from (a wmproof model file, read strictly)."""
+    from ..engine.models import load_model
+
+    return load_model(path)

@@ -33,7 +33,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -358,6 +359,24 @@ def hidden_layer_names(model: nn.Module) -> tuple[str, ...]:
     output = output_layer_name(model)
     kinds = (nn.Linear, nn.Conv2d, nn.RNN)
     return tuple(name for name, m in model.named_modules() if isinstance(m, kinds) and name != output)
+
+
+@contextmanager
+def captured_outputs(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
+    """While open, every forward pass of ``model`` leaves the outputs of its submodules ``names`` in the dict
+    it yields (as computed: in the autograd graph). The losses on hidden representations (EWE's soft nearest
+    neighbour loss, Jia et al.'s item perturbation) read them there; the hooks are removed on exit."""
+    modules = dict(model.named_modules())
+    captured: dict[str, torch.Tensor] = {}
+    hooks = [
+        modules[name].register_forward_hook(lambda _m, _i, out, name=name: captured.__setitem__(name, out))
+        for name in names
+    ]
+    try:
+        yield captured
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 # ----------------------------------------------------------------------------------------- model files

@@ -67,7 +67,7 @@ class EntangledWatermark(SourceTargetWatermark):
         import torch
         from torch import nn
 
-        from ..engine.models import hidden_layer_names
+        from ..engine.models import captured_outputs, hidden_layer_names
         from ..engine.progress import progress_bar
         from ..engine.train import EpochStats, TensorData, TrainHistory, accuracy, make_optimizer, train_mode
         from .base import item_arrays
@@ -84,12 +84,6 @@ class EntangledWatermark(SourceTargetWatermark):
         layers = hidden_layer_names(model)
         if not layers:
             raise UsageError(f"ewe entangles hidden representations; {type(model).__name__} declares none")
-        modules = dict(model.named_modules())
-        captured: dict[str, torch.Tensor] = {}
-        hooks = [
-            modules[name].register_forward_hook(lambda _m, _i, out, name=name: captured.__setitem__(name, out))
-            for name in layers
-        ]
         temperatures = torch.full((len(layers),), float(params["temperature"]), device=device, requires_grad=True)
         train = TensorData.from_numpy(request.train_images, request.train_labels, device)
         triggers = TensorData.from_numpy(*item_arrays(request.items), device)
@@ -106,7 +100,7 @@ class EntangledWatermark(SourceTargetWatermark):
         history = TrainHistory()
         target = request.target_trigger_accuracy
         train_mode(model)
-        try:
+        with captured_outputs(model, layers) as captured:
             with progress_bar(f"marking ({self.name})", config.epochs * steps, enabled=request.progress) as update:
                 for epoch in range(1, config.epochs + 1):
                     order = torch.randperm(n, generator=generator).to(device)
@@ -148,9 +142,6 @@ class EntangledWatermark(SourceTargetWatermark):
                     if target is not None and epoch >= request.min_epochs and trigger_accuracy >= target:
                         history.stopped_early = epoch < config.epochs
                         break
-        finally:
-            for hook in hooks:
-                hook.remove()
         model.eval()
         return Embedded(model=model, epochs=len(history.epochs), history=history)
 

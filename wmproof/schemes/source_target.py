@@ -356,17 +356,11 @@ def perturb_toward_target(model: Any, inputs: np.ndarray, target: int, target_im
     FINAL_STEPS steps lowering the target logit. Inputs and result: float32 (N, C, H, W) in [0, 1]."""
     import torch
 
-    from ..engine.models import hidden_layer_names
+    from ..engine.models import captured_outputs, hidden_layer_names
 
     model.eval()
     device = next(model.parameters()).device
     layers = hidden_layer_names(model)
-    modules = dict(model.named_modules())
-    captured: dict[str, Any] = {}
-    hooks = [
-        modules[name].register_forward_hook(lambda _m, _i, out, name=name: captured.__setitem__(name, out))
-        for name in layers
-    ]
 
     def lower_target(x: Any) -> Any:
         x = x.clone().requires_grad_(True)
@@ -378,7 +372,7 @@ def perturb_toward_target(model: Any, inputs: np.ndarray, target: int, target_im
             return float((model(x).argmax(1) == target).float().mean())
 
     out = []
-    try:
+    with captured_outputs(model, layers) as captured:
         for start in range(0, len(inputs), PERTURBATION_BATCH):
             x = torch.as_tensor(inputs[start : start + PERTURBATION_BATCH], device=device)
             picks = np.arange(start, start + len(x)) % len(target_images)
@@ -397,9 +391,6 @@ def perturb_toward_target(model: Any, inputs: np.ndarray, target: int, target_im
             for _ in range(FINAL_STEPS):
                 x = lower_target(x)
             out.append(x.cpu().numpy().astype(np.float32))
-    finally:
-        for hook in hooks:
-            hook.remove()
     return np.concatenate(out)
 
 
