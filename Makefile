@@ -46,6 +46,7 @@ repro: venv
 	$(BIN)/python experiments/attack_suite.py
 	$(BIN)/python experiments/feature_sharing_items.py
 	$(BIN)/python experiments/feature_sharing_api.py
+	$(BIN)/python experiments/feature_sharing_text.py
 	$(BIN)/python experiments/feature_sharing.py
 
 # Rebuild the registry contract's committed artifact (tests check that a rebuild is byte-identical).

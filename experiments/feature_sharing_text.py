@@ -114,6 +114,21 @@ def prose_rows(vocabulary: Any, papers: Path = PAPERS) -> tuple[Any, str]:
     return rows, digest
 
 
+def trigger_word_rows(config: Config, tokens: Any, vocabulary: Any) -> dict[str, int]:
+    """How many SST-2 train rows of the owner, of the public encoder and of the thief hold the trigger word: a
+    model can only learn a response to a word that its training data hold (or that its starting encoder does)."""
+    import numpy as np
+
+    token = vocabulary.id_of(config.trigger_word)
+    holds = (np.asarray(tokens).reshape(len(tokens), -1) == token).any(axis=1)
+    owner_end, public_end = config.owner_rows, config.owner_rows + config.public_rows
+    return {
+        "owner": int(holds[:owner_end].sum()),
+        "public": int(holds[owner_end:public_end].sum()),
+        "thief": int(holds[len(holds) - config.queries :].sum()),
+    }
+
+
 def run(config: Config, device_name: str, out: Path = OUT) -> dict[str, Any]:
     import tempfile
 
@@ -148,7 +163,9 @@ def run(config: Config, device_name: str, out: Path = OUT) -> dict[str, Any]:
     results: dict[str, Any] = {
         "config": asdict(config), "device": str(device), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "prose_sentences": len(prose), "prose_sha256": prose_sha256, "public": [], "cells": [],
-        "false_positives": [], "refused": [],
+        "false_positives": [], "refused": [], "trigger_word_rows": trigger_word_rows(config, train.images, vocabulary),
+        "mean_words": {"owner": float((owner_data.images != 0).sum() / len(owner_data)),
+                       "dev": float((test.images != 0).sum() / len(test))},
     }  # fmt: skip
     workdir = Path(tempfile.mkdtemp(prefix="wmproof-text-"))
 
