@@ -122,14 +122,14 @@ def _entropy(tag: str):
 
 
 def _phases_done(results: dict[str, Any]) -> dict[str, set[int]]:
-    """Which seeds finished each phase: ``cells`` (every scheme's cell, or Mark's refusal, for both watermarks),
+    """What finished: ``cells``, the (seed, watermark) pairs with every scheme's cell or Mark's refusal;
     ``sweep`` (Figs. 3-4 and the fixed-schedule baseline), ``robust`` (Figs. 5-7). Each phase is kept apart by
     ``--resume``, so an interrupted run loses at most the phase it was in."""
-    per_seed: dict[int, int] = {}
+    per_cell: dict[tuple[int, str], int] = {}
     for c in [*results.get("cells", []), *results.get("refused", [])]:
-        per_seed[c["seed"]] = per_seed.get(c["seed"], 0) + 1
+        per_cell[(c["seed"], c["watermark"])] = per_cell.get((c["seed"], c["watermark"]), 0) + 1
     return {
-        "cells": {seed for seed, n in per_seed.items() if n == len(WATERMARKS) * len(SCHEMES)},
+        "cells": {cell for cell, n in per_cell.items() if n == len(SCHEMES)},
         "sweep": set(results.get("sweep_done", [])),
         "robust": set(results.get("robust_done", [])),
     }
@@ -215,8 +215,9 @@ def run(config: Config, out: Path, device_name: str, resume: bool = False) -> di
         for part, phase in kept_rows.items():
             results[part] = [
                 r for r in earlier.get(part, [])
-                if r["seed"] in phases[phase]
-                and (unmarked_done or not str(r.get("model", "")).startswith("ind"))
+                if (phase != "cells" and r["seed"] in phases[phase])
+                or (phase == "cells" and (r["seed"], r["watermark"]) in phases["cells"]
+                    and (unmarked_done or not str(r.get("model", "")).startswith("ind")))
             ]  # fmt: skip
         log(f"resuming from {out}: " + "; ".join(f"{k} done for seeds {sorted(v)}" for k, v in phases.items()))
 
@@ -285,15 +286,20 @@ def run(config: Config, out: Path, device_name: str, resume: bool = False) -> di
         )  # fmt: skip
         return loaded(result.model, result.arguments), result.epochs, time.perf_counter() - t0
 
-    def run_seed(seed: int, need_cells: bool, need_sweep: bool, need_robust: bool) -> None:
-        """One seed's phases: its cells (Tables 2-3), its sweep (Figs. 3-4), its attacks (Figs. 5-7)."""
+    def run_seed(seed: int, cell_watermarks: tuple[str, ...], need_sweep: bool, need_robust: bool) -> None:
+        """One seed's phases: its cells for ``cell_watermarks`` (Tables 2-3), its sweep (Figs. 3-4), its attacks
+        (Figs. 5-7)."""
+        need_cells = bool(cell_watermarks)
         t_seed = time.perf_counter()
         clean = clean_model(seed)
         clean_models[seed] = clean
         log(f"seed {seed}: clean model {accuracy(clean.module, test_tensors):.4f}")
         kept: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {}
         innocent = steal(clean, 1000 + seed) if need_cells else None
-        for watermark in WATERMARKS if (need_cells or need_robust) else ():
+        for watermark in WATERMARKS:
+            do_cells = watermark in cell_watermarks
+            if not (do_cells or need_robust):
+                continue
             keys = keys_for(seed, watermark, SCHEMES, clean)
             pools = {
                 scheme: sorted(item.input.tobytes() for item in [*mk.items, *vk.opened])
@@ -301,7 +307,7 @@ def run(config: Config, out: Path, device_name: str, resume: bool = False) -> di
             }
             assert len({tuple(pool) for pool in pools.values()}) == 1, "the keys must commit to the same images"
             mk0, vk0 = keys[SCHEMES[0]]
-            if need_cells:
+            if do_cells:
                 results["false_positives"].append(
                     {"seed": seed, "watermark": watermark, "model": "clean owner model",
                      **judge(mk0, vk0, clean, seed)}
@@ -312,12 +318,12 @@ def run(config: Config, out: Path, device_name: str, resume: bool = False) -> di
                 )  # fmt: skip
             for scheme in SCHEMES:
                 mk, vk = keys[scheme]
-                if not need_cells and scheme not in ROBUST_SCHEMES:
+                if not do_cells and scheme not in ROBUST_SCHEMES:
                     continue
                 try:
                     protected, epochs, seconds = embed(mk, clean, 10 + seed)
                 except UsageError as exc:  # Mark refuses a key the clean model already passes
-                    if need_cells:
+                    if do_cells:
                         results["refused"].append(
                             {"seed": seed, "watermark": watermark, "scheme": scheme, "why": str(exc)}
                         )
@@ -326,7 +332,7 @@ def run(config: Config, out: Path, device_name: str, resume: bool = False) -> di
                 stolen = steal(protected, 100 + seed)
                 if need_robust and scheme in ROBUST_SCHEMES:
                     kept[(watermark, scheme)] = (mk, vk, protected, stolen)
-                if not need_cells:
+                if not do_cells:
                     continue
                 cell = {
                     "seed": seed,
@@ -436,15 +442,16 @@ def run(config: Config, out: Path, device_name: str, resume: bool = False) -> di
     # The phases in the order of what the issue asks first: every seed's cells (Tables 2-3), then the
     # false-positive check on independently trained models, then the sweep and the attacks (figures).
     for seed in range(config.seeds):
-        if seed not in phases["cells"]:
-            run_seed(seed, True, False, False)
+        todo = tuple(w for w in WATERMARKS if (seed, w) not in phases["cells"])
+        if todo:
+            run_seed(seed, todo, False, False)
     if not results.get("unmarked_done"):
         unmarked_phase()
     for seed in range(config.seeds):
         need_sweep = seed < config.sweep_seeds and seed not in phases["sweep"]
         need_robust = seed < config.robust_seeds and seed not in phases["robust"]
         if need_sweep or need_robust:
-            run_seed(seed, False, need_sweep, need_robust)
+            run_seed(seed, (), need_sweep, need_robust)
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     _save(results, out)
     return results
