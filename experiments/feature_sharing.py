@@ -519,11 +519,12 @@ def render(results: dict[str, Any], command: str) -> str:
         f"items {'perturbed against the clean model (Jia et al.)' if config.get('perturbation') == 'snnl' else 'raw'}.",
         "",
     ]
-    seeds_done = sorted({c["seed"] for c in results["cells"]})
     if "finished" not in results:
+        done = {w: len({c["seed"] for c in results["cells"] if c["watermark"] == w}) for w in WATERMARKS}
         lines += [
-            f"**Partial run**: {len(seeds_done)} of {config['seeds']} seeds are in the tables below; "
-            "`--resume` completes it.",
+            "**Partial run**: "
+            + ", ".join(f"{n} of {config['seeds']} seeds for {w}" for w, n in done.items())
+            + " are in the tables below; `--resume` completes it.",
             "",
         ]
     lines += [
