@@ -159,6 +159,11 @@ def run(config: Config, device_name: str, out: Path = OUT) -> dict[str, Any]:
     test_tensors = TensorData.from_numpy(test.images, test.labels, device)
     vocabulary = sst2_vocabulary()
     prose, prose_sha256 = prose_rows(vocabulary)
+    if len(prose) < 2 * config.items:
+        raise SystemExit(
+            f"{PAPERS} gives {len(prose)} prose sentences; the out-of-distribution keys need {2 * config.items} "
+            "(the papers' plain-text copies live in ../shared/papers)"
+        )
     owner = Identity.generate("feature-sharing text reproduction")
     results: dict[str, Any] = {
         "config": asdict(config), "device": str(device), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
