@@ -86,15 +86,16 @@ class ModelExtraction(OracleAttack):
         ),  # fmt: skip
     }
 
-    def plan(self, victim: Any, options: Mapping[str, Any]) -> tuple[str, str]:
-        """(architecture, labels) of the extraction, or a one-line error before any query."""
+    def plan(self, victim: Any, options: Mapping[str, Any], start: Any = None) -> tuple[str, str]:
+        """(architecture, labels) of the extraction, or a one-line error before any query; ``start`` is the
+        ``init`` model when the caller has read it already."""
         from ..engine.models import architecture
 
         if victim.num_classes is None or victim.input_shape is None:
             raise UsageError("the victim does not say its classes and input shape; extraction needs both")
         arch = options["arch"] or _victim_architecture(victim)
         if options.get("init"):
-            start = _pretrained(options["init"])
+            start = start if start is not None else _pretrained(options["init"])
             if options["arch"] and options["arch"] != start.architecture:
                 raise UsageError(f"extract: init is a {start.architecture} model, not {options['arch']}")
             if (start.num_classes, tuple(start.input_shape)) != (victim.num_classes, tuple(victim.input_shape)):
@@ -125,7 +126,8 @@ class ModelExtraction(OracleAttack):
         from ..engine.models import build_model, normalise_arguments
         from ..engine.train import TensorData, fit, predict_labels, recipe_config
 
-        arch, labels = self.plan(victim, options)
+        start = _pretrained(options["init"]) if options.get("init") else None
+        arch, labels = self.plan(victim, options, start)
         classes, shape = int(victim.num_classes), tuple(victim.input_shape)
         inputs = self._queries(options["data"], options["queries"], context, shape, victim.input_datatype)
 
@@ -148,8 +150,8 @@ class ModelExtraction(OracleAttack):
         arguments = normalise_arguments(arch, {"num_classes": classes, "input_shape": list(shape)})
         config = recipe_config(arch, epochs=options["epochs"], lr=options["lr"], seed=context.seed)
         torch.manual_seed(context.seed)
-        if options.get("init"):
-            model = _pretrained(options["init"]).module.to(context.device)
+        if start is not None:
+            model = start.module.to(context.device)
         else:
             model = build_model(arch, **arguments).to(context.device)
         data = TensorData(torch.from_numpy(inputs).to(context.device), targets.to(context.device))
