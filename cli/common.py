@@ -169,7 +169,7 @@ DataDirOption = Annotated[
 ]
 #: The model zoo's names, spelled out so that ``--help`` needs no torch (tests/test_cli.py checks the list
 #: against ``wmproof.engine.models.ARCHITECTURES``).
-ARCHITECTURE_NAMES = ("mnist_cnn", "mnist_irnn", "mnist_mlp", "resnet_small", "sst2_textcnn")
+ARCHITECTURE_NAMES = ("mnist_cnn", "mnist_ewe_cnn", "mnist_irnn", "mnist_mlp", "resnet_small", "sst2_textcnn")
 ARCHITECTURE_HELP = f"Architecture: {', '.join(ARCHITECTURE_NAMES)}."
 DatasetOption = Annotated[str, typer.Option("--dataset", help="Training/test data: mnist or fashion-mnist.")]
 PassphraseFileOption = Annotated[

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from feature_sharing import ALPHA, SCHEMES, _entropy, judge_key
+from feature_sharing import ALPHA, SCHEMES, _entropy, judge_key, trigger_visibility
 from reporting import log
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +36,8 @@ OWNER_IMAGES, ITEMS, MARK_EPOCHS, QUERIES, STEAL_EPOCHS = 30_000, 100, 10, 20_00
 
 
 def run(seeds: int, device_name: str) -> dict[str, Any]:
+    import numpy as np
+
     from wmproof.attacks import run_attack
     from wmproof.attacks.base import AttackContext
     from wmproof.engine.data import load_image_dataset
@@ -71,42 +73,14 @@ def run(seeds: int, device_name: str) -> dict[str, Any]:
     def judge(mk: Any, vk: Any, model: Any, seed: int) -> dict[str, Any]:
         return judge_key(mk, vk, model, seed, test_tensors)
 
-    def trigger_visibility(clean: Any, seed: int) -> dict[str, Any]:
-        """How far the 3x3 square moves a 7 in the clean model's last hidden layer (what the output layer, the
-        only one feature sharing trains by default, sees): cosine similarity of a 7 with and without the
-        square, against that of two different 7s."""
-        import numpy as np
-        import torch
-
-        from wmproof.engine.models import output_layer_name
-        from wmproof.schemes.source_target import stamp_trigger
-
-        sevens = owner_data.images[np.flatnonzero(owner_data.labels == 7)[:200]]
-        captured: dict[str, Any] = {}
-        layer = clean.module.get_submodule(output_layer_name(clean.module))
-        hook = layer.register_forward_hook(lambda _m, inputs, _o: captured.__setitem__("x", inputs[0]))
-        try:
-            clean.module.eval()
-            with torch.no_grad():
-                features = []
-                for batch in (sevens, stamp_trigger(sevens, 3)):
-                    clean.module(torch.as_tensor(batch.astype(np.float32) / 255, device=device))
-                    features.append(torch.nn.functional.normalize(captured["x"].flatten(1), dim=1))
-        finally:
-            hook.remove()
-        plain_7, triggered = features
-        same = (plain_7 * triggered).sum(1)
-        others = (plain_7 * plain_7.roll(1, dims=0)).sum(1)
-        return {"seed": seed, "n": len(sevens), "with_without_square": float(same.mean()),
-                "two_sevens": float(others.mean())}  # fmt: skip
-
     results["visibility"] = []
     for seed in range(seeds):
         module, arguments, _ = train_new_model(
             arch, {}, owner_data.images, owner_data.labels, 10, recipe_config(arch, seed=seed), device, progress=False
         )
         clean = loaded(module, arguments)
-        results["visibility"].append(trigger_visibility(clean, seed))
+        sevens = owner_data.images[np.flatnonzero(owner_data.labels == 7)[:200]]
+        results["visibility"].append({"seed": seed, **trigger_visibility(clean.module, sevens, device)})
         log(f"seed {seed}: trigger visibility {results['visibility'][-1]}")
         innocent = steal(clean, 1000 + seed)
         for source, target in PAIRS:

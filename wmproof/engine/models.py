@@ -6,6 +6,10 @@ Architectures (each takes ``num_classes`` and ``input_shape`` = (C, H, W)):
   2019 (section 4.1) as their MLP.
 * ``mnist_cnn`` -- the Keras ``mnist_cnn`` example: conv32-conv64 (3x3), max-pool, dropout 0.25, dense 128,
   dropout 0.5. Le Merrer et al.'s CNN.
+* ``mnist_ewe_cnn`` -- Jia et al. 2021's MNIST CNN (their ``EWE_2_conv``): conv32 5x5 and conv64 3x3, each
+  'same'-padded and max-pooled, dense 128, dense 10. The feature-sharing paper's "4-layers CNN for MNIST"
+  (section 4, following Jia et al.). Their code declares dropout layers that never run (``tf.layers.dropout``
+  without ``training=True``), so this one has none.
 * ``mnist_irnn`` -- Le, Jaitly, Hinton 2015, "A Simple Way to Initialize Recurrent Networks of Rectified
   Linear Units": a ReLU RNN with identity recurrent weights and N(0, 0.001^2) input weights (the Keras
   ``mnist_irnn`` example, 100 units). ``sequence="pixels"`` reads the image pixel by pixel (784 steps, as in
@@ -172,6 +176,46 @@ class MnistCNN(nn.Module):
             nn.Linear(64 * ((h - 4) // 2) * ((w - 4) // 2), 128),
             nn.ReLU(),
             nn.Dropout(0.5),
+            nn.Linear(128, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+@register(
+    "mnist_ewe_cnn",
+    "Jia et al. 2021 (EWE) MNIST CNN: conv32 5x5-pool-conv64-pool-dense128",
+    recipe=TrainingRecipe(epochs=3),
+)
+class MnistEweCNN(nn.Module):
+    """Why a second MNIST CNN: with the feature extractor frozen, feature sharing teaches the in-distribution
+    trigger (a 3x3 square in a corner) to the output layer alone, which sees only what the extractor's last
+    layer makes of the square. 'Same' padding lets the border convolutions read the corner, and no dropout
+    hides it; in this CNN the square moves a 7's last hidden layer by 17 % of its norm, in ``mnist_cnn`` by
+    3 %, and only here can the output layer alone learn the trigger (measured in
+    ``experiments/feature_sharing_items.py``)."""
+
+    output_layer = "classifier.3"
+    hidden_layers = ("features.0", "features.3", "classifier.1")
+
+    def __init__(self, num_classes: int, input_shape: list[int]) -> None:
+        super().__init__()
+        c, h, w = input_shape
+        if h < 4 or w < 4:
+            raise UsageError("mnist_ewe_cnn needs inputs of at least 4x4")
+        self.features = nn.Sequential(
+            nn.Conv2d(c, 32, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(64 * (h // 4) * (w // 4), 128),
+            nn.ReLU(),
             nn.Linear(128, num_classes),
         )
 
