@@ -192,9 +192,9 @@ class MnistEweCNN(nn.Module):
     """Why a second MNIST CNN: with the feature extractor frozen, feature sharing teaches the in-distribution
     trigger (a 3x3 square in a corner) to the output layer alone, which sees only what the extractor's last
     layer makes of the square. 'Same' padding lets the border convolutions read the corner, and no dropout
-    hides it; in this CNN the square moves a 7's last hidden layer by 17 % of its norm, in ``mnist_cnn`` by
-    3 %, and only here can the output layer alone learn the trigger (measured in
-    ``experiments/feature_sharing_items.py``)."""
+    hides it. The feature-sharing reproduction (``docs/reproductions/feature-sharing.md``, "Differences")
+    measures how far the square moves a 7's last hidden layer in both CNNs, and what feature sharing learns
+    on each."""
 
     output_layer = "classifier.3"
     hidden_layers = ("features.0", "features.3", "classifier.1")
