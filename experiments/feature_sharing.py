@@ -922,24 +922,45 @@ def differences(results: dict[str, Any], items_path: Path, text_path: Path) -> l
             f"{pm([v['relative_shift'] for v in seen], digits=1)} % of their norm (two different 7s: "
             f"{pm([v['two_sevens'] for v in seen], 1, 3)}; {seen[0]['n']} sevens per seed)."
         )
+    plain_ood = sorted((c for c in cells if (c["watermark"], c["scheme"]) == ("ood", "plain")), key=lambda c: c["seed"])
+    innocent = [
+        r["watermark_accuracy"]
+        for r in results["false_positives"]
+        if r["watermark"] == "ood" and r["model"] == "extracted from the clean model"
+    ]
+    if plain_ood and innocent:
+        out.append(
+            f"* **The plain baseline out of distribution** (stolen watermark accuracy "
+            f"{pm([c['stolen']['watermark_accuracy'] for c in plain_ood], digits=1)} %, the paper's 0.15 %): per "
+            "seed "
+            + ", ".join(f"{100 * c['stolen']['watermark_accuracy']:.0f} %" for c in plain_ood)
+            + f"; none verified (the stolen models' mean p "
+            f"{pm([c['stolen']['mean_p'] for c in plain_ood], scale=1, digits=2)}, where the decision needs "
+            f"p - 1/10 >= 0.3); a model extracted from the clean owner model scores {pm(innocent, digits=1)} %. "
+            "So marking every layer does leak some of the trousers -> 7 answer to the thief here. The items are "
+            "perturbed toward the target class's features (Jia et al.'s procedure, which the rows of every scheme "
+            "share); the paper does not say whether its baseline's items were. Not measured further."
+        )
     mix = json.loads(MIX_RESULTS.read_text()) if MIX_RESULTS.is_file() else None
     if mix and cells:
         k, k_now = mix["config"]["triggers_per_batch"], results["config"]["triggers_per_batch"]
         seeds = sorted({c["seed"] for c in mix["cells"]})
 
-        def both(watermark: str, scheme: str, side: str) -> str:
-            then = [c[side]["watermark_accuracy"] for c in mix["cells"] if (c["watermark"], c["scheme"]) == (
+        def both(watermark: str, scheme: str, side: str, key: str = "watermark_accuracy") -> str:
+            then = [c[side][key] for c in mix["cells"] if (c["watermark"], c["scheme"]) == (
                 watermark, scheme)]  # fmt: skip
-            now = [c[side]["watermark_accuracy"] for c in cells if (c["watermark"], c["scheme"]) == (
+            now = [c[side][key] for c in cells if (c["watermark"], c["scheme"]) == (
                 watermark, scheme) and c["seed"] in seeds]  # fmt: skip
-            return f"{pm(then, digits=1)} % ({k}) against {pm(now, digits=1)} % ({k_now})"
+            return f"{pm(then, digits=2)} % ({k}) against {pm(now, digits=2)} % ({k_now})"
 
         out.append(
             f"* **How many items per batch.** The paper does not say; Jia et al.'s code, which it follows, makes "
             f"items a quarter of what the model sees while marked ({k_now} added to each batch of 128). With "
             f"{k} instead (`feature-sharing/results_k8.json`, seed(s) {', '.join(map(str, seeds))}), feature "
             f"sharing's protected model learns {both('id', 'feature-sharing', 'protected')} of the in-distribution "
-            f"items and its stolen model {both('id', 'feature-sharing', 'stolen')}; out of distribution, stolen "
+            f"items and its stolen model {both('id', 'feature-sharing', 'stolen')}, for a protected validation "
+            f"accuracy of {both('id', 'feature-sharing', 'protected', 'validation_accuracy')} (the price of the "
+            f"in-distribution row's validation accuracy); out of distribution, stolen "
             f"{both('ood', 'feature-sharing', 'stolen')}, and the plain baseline's stolen "
             f"{both('ood', 'plain', 'stolen')}."
         )
