@@ -928,6 +928,11 @@ def differences(results: dict[str, Any], items_path: Path, text_path: Path) -> l
         for r in results["false_positives"]
         if r["watermark"] == "ood" and r["model"] == "extracted from the clean model"
     ]
+    fixed_plain = [
+        r["stolen"]["watermark_accuracy"]
+        for r in results.get("fixed_schedule", [])
+        if (r["watermark"], r["scheme"]) == ("ood", "plain") and "refused" not in r
+    ]
     if plain_ood and innocent:
         out.append(
             f"* **The plain baseline out of distribution** (stolen watermark accuracy "
@@ -939,7 +944,14 @@ def differences(results: dict[str, Any], items_path: Path, text_path: Path) -> l
             f"p - 1/10 >= 0.3); a model extracted from the clean owner model scores {pm(innocent, digits=1)} %. "
             "So marking every layer does leak some of the trousers -> 7 answer to the thief here. The items are "
             "perturbed toward the target class's features (Jia et al.'s procedure, which the rows of every scheme "
-            "share); the paper does not say whether its baseline's items were. Not measured further."
+            "share); the paper does not say whether its baseline's items were. "
+            + (
+                "Marked for the whole fixed schedule instead (the table above), the plain baseline's stolen model "
+                f"scores {pm(fixed_plain, digits=1)} % ({len(fixed_plain)} seed(s)): there, the leak is gone once the "
+                "model trains the whole schedule."
+                if fixed_plain
+                else "Not measured further."
+            )
         )
     mix = json.loads(MIX_RESULTS.read_text()) if MIX_RESULTS.is_file() else None
     if mix and cells:
