@@ -24,6 +24,7 @@ import argparse
 import copy
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,26 @@ OUT = ROOT / "docs" / "reproductions" / "feature-sharing" / "attacks.json"
 FINE_TUNE_RATES = (1e-3, 1e-4, 1e-5)
 FINE_PRUNE_RATES = (0.0, 0.95)
 CONV_LAYER = "features.3"
+
+
+def save(results: dict[str, Any], out: Path, finished: bool = False) -> None:
+    """Write a side experiment's results after each finished unit, so a stopped run keeps what it measured."""
+    if finished:
+        results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1, sort_keys=True))
+
+
+def side_main(doc: str, run: Callable[..., dict[str, Any]], out: Path, seeds: int) -> None:
+    """The command line every side experiment shares: seeds, device, and a smoke configuration to /tmp."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=seeds)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="cpu", help="smoke: a quick check, to /tmp")
+    args = parser.parse_args()
+    path = out if args.config == "cpu" else Path("/tmp/wmproof-feature-sharing") / out.name
+    run(CONFIGS[args.config], args.seeds, args.device, path)
+    log(f"wrote {path}; python experiments/feature_sharing.py --report-only renders it")
 
 
 class OwnerSetting:
@@ -71,7 +92,9 @@ class OwnerSetting:
         )
         return self.loaded(module, arguments)
 
-    def key(self, seed: int, watermark: str, scheme: str, clean: Any) -> tuple[Any, Any]:
+    def key(
+        self, seed: int, watermark: str, scheme: str, clean: Any, extra: dict[str, Any] | None = None
+    ) -> tuple[Any, Any]:
         """The main run's key of (seed, watermark): the same 2N images (seeded entropy), generated on a CPU copy
         of the clean model (the perturbation is a gradient; cuDNN's is not deterministic)."""
         from wmproof.protocol import keygen
@@ -80,7 +103,7 @@ class OwnerSetting:
         config = self.config
         source = self.owner_data if watermark == "id" else self.fashion
         pair = {} if watermark == "id" else {"source_class": config.ood_pair[0], "target_class": config.ood_pair[1]}
-        params = {"watermark": watermark, **pair, "perturbation": config.perturbation}
+        params = {"watermark": watermark, **pair, "perturbation": config.perturbation, **(extra or {})}
         context = KeyGenContext(
             10, (1, 28, 28), params, model=self.loaded(copy.deepcopy(clean.module).cpu(), clean.arguments),
             data=(source.images, source.labels), task_data=(self.owner_data.images, self.owner_data.labels),
@@ -170,22 +193,13 @@ def run(config: Any, seeds: int, device_name: str, out: Path) -> dict[str, Any]:
                     f"({hard['changed_to_target']} to {target}); fine-prune wm "
                     + ", ".join(f"lr {r['lr']:g} rate {r['rate']}: {r['watermark_accuracy']:.2f}" for r in fine)
                 )
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_text(json.dumps(results, indent=1, sort_keys=True))
-    results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    out.write_text(json.dumps(results, indent=1, sort_keys=True))
+                save(results, out)
+    save(results, out, finished=True)
     return results
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--config", choices=sorted(CONFIGS), default="cpu", help="smoke: a quick check, to /tmp")
-    args = parser.parse_args()
-    out = OUT if args.config == "cpu" else Path("/tmp/wmproof-feature-sharing/attacks.json")
-    run(CONFIGS[args.config], args.seeds, args.device, out)
-    log(f"wrote {out}; python experiments/feature_sharing.py --report-only renders it")
+    side_main(__doc__, run, OUT, seeds=3)
 
 
 if __name__ == "__main__":

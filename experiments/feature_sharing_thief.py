@@ -15,14 +15,12 @@ same protected model.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-from feature_sharing import CONFIGS, WATERMARKS
-from feature_sharing_attacks import OwnerSetting
+from feature_sharing import WATERMARKS
+from feature_sharing_attacks import OwnerSetting, save, side_main
 from reporting import log
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,22 +66,13 @@ def run(config: Any, seeds: int, device_name: str, out: Path) -> dict[str, Any]:
                 f"seed {seed} {watermark} ewe: stolen wm {row['ours']['watermark_accuracy']:.2f} (ours), "
                 f"{row['jia']['watermark_accuracy']:.2f} (Jia et al.'s thief)"
             )
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(results, indent=1, sort_keys=True))
-    results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    out.write_text(json.dumps(results, indent=1, sort_keys=True))
+            save(results, out)
+    save(results, out, finished=True)
     return results
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--config", choices=sorted(CONFIGS), default="cpu", help="smoke: a quick check, to /tmp")
-    args = parser.parse_args()
-    out = OUT if args.config == "cpu" else Path("/tmp/wmproof-feature-sharing/thief.json")
-    run(CONFIGS[args.config], args.seeds, args.device, out)
-    log(f"wrote {out}; python experiments/feature_sharing.py --report-only renders it")
+    side_main(__doc__, run, OUT, seeds=2)
 
 
 if __name__ == "__main__":
