@@ -14,7 +14,7 @@ is marked and the protected model stolen (20,000 queries, soft labels, 3 epochs)
 3. **what hard labels carry**: of the thief's 20,000 queries, how many the protected API labels otherwise than
    the clean model it was marked from, and how many of those it labels the key's target class.
 
-    python experiments/feature_sharing_attacks.py            # 3 seeds, about 12 minutes per seed on 2 cores
+    python experiments/feature_sharing_attacks.py            # 2 seeds, about 40 minutes per seed on 2 cores
     python experiments/feature_sharing_attacks.py --seeds 1
 """
 
@@ -199,7 +199,7 @@ def run(config: Any, seeds: int, device_name: str, out: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    side_main(__doc__, run, OUT, seeds=3)
+    side_main(__doc__, run, OUT, seeds=2)
 
 
 if __name__ == "__main__":
