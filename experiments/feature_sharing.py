@@ -244,6 +244,16 @@ def merge_runs(results: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]
                 for r in other.get(part, []) if r["seed"] in new
             ]  # fmt: skip
         merged[f"{phase}_done"] = sorted({*results.get(f"{phase}_done", []), *new})
+    merged["merged_finished"] = max(results.get("merged_finished", ""), other.get("finished", ""))
+    config, done = merged["config"], _phases_done(merged)
+    complete = (
+        all((seed, w) in done["cells"] for seed in range(config["seeds"]) for w in WATERMARKS)
+        and merged.get("unmarked_done")
+        and set(range(config["sweep_seeds"])) <= done["sweep"]
+        and set(range(config["robust_seeds"])) <= done["robust"]
+    )
+    if complete:  # the last machine's end is the run's end
+        merged["finished"] = max(results.get("finished", ""), merged["merged_finished"])
     return merged
 
 
