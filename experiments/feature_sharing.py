@@ -1698,6 +1698,9 @@ def main() -> None:
     results_path = base / "feature-sharing" / "results.json"
     command = "python experiments/feature_sharing.py" + ("" if official else f" --config {args.config}")
     if args.merge:
+        for path in (results_path, args.merge):
+            if not path.is_file():
+                raise SystemExit(f"--merge: {path} does not exist")
         results = merge_runs(json.loads(results_path.read_text()), json.loads(args.merge.read_text()))
         _save(results, results_path)
     elif args.report_only:
