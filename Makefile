@@ -11,7 +11,7 @@ TORCH  := torch==2.13.0
 $(BIN)/wmproof: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e ".[ml,chain,test]"
+	$(BIN)/python -m pip install --quiet -e ".[ml,onnx,serve,chain,test]"
 	@touch $@
 
 venv: $(BIN)/wmproof
@@ -41,7 +41,7 @@ bench: venv node
 # The reproductions (docs/reproductions/): numbers and plots, regenerated. CPU configuration: about 20 minutes
 # (frontier stitching), 45 (the attack suite) and several hours (feature sharing, 5 seeds) on 2 cores.
 repro: venv
-	$(BIN)/python -m pip install --quiet -e ".[ml,chain,test,repro]"
+	$(BIN)/python -m pip install --quiet -e ".[ml,onnx,serve,chain,test,repro]"
 	$(BIN)/python experiments/frontier_stitching.py
 	$(BIN)/python experiments/attack_suite.py
 	$(BIN)/python experiments/feature_sharing_items.py

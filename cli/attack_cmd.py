@@ -19,12 +19,14 @@ from .common import (
     LimitOption,
     OverwriteOption,
     PassphraseFileOption,
+    TrustModuleOption,
     check_outputs,
     emit,
     handle_errors,
     note,
     passphrase_to_read,
     stdout,
+    trust_modules,
 )
 from .suspect import ModelNameOption, UrlOption
 
@@ -107,6 +109,7 @@ def run_attack_command(name: str, values: dict[str, Any]) -> None:
     from wmproof.attacks import get_attack, run_attack
     from wmproof.attacks.base import AttackContext
 
+    trust_modules(values["trust_module"])
     attack = get_attack(name)
     options = _options(attack, values)
     model: Path | None = values["model"]
@@ -258,6 +261,7 @@ def _command_for(name: str, attack: Any) -> Any:
     option("seed", Annotated[int, typer.Option("--seed", help="Seed of the attack's randomness.")], 0)
     option("data_dir", DataDirOption, None)
     option("device", DeviceOption, "auto")
+    option("trust_module", TrustModuleOption, None)
     option("overwrite", OverwriteOption, False)
     option("as_json", JsonOption, False)
 
@@ -325,6 +329,7 @@ def detector_command(
     limit_train: LimitOption = None,
     data_dir: DataDirOption = None,
     device: DeviceOption = "auto",
+    trust_module: TrustModuleOption = None,
     overwrite: OverwriteOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -338,6 +343,7 @@ def detector_command(
 
         wmproof attack detector -m stolen.safetensors -o det.safetensors
     """
+    trust_modules(trust_module)
     from wmproof.attacks.detector import train_detector
     from wmproof.engine.data import load_image_dataset
     from wmproof.engine.device import resolve_device

@@ -158,6 +158,31 @@ OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace outp
 DeviceOption = Annotated[
     str, typer.Option("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
 ]
+TrustModuleOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--trust-module",
+        help="Allow model files to build their network with code from this Python module (repeatable). "
+        "A model from outside the zoo names its factory (module:function); it is never imported otherwise.",
+        show_default=False,
+    ),
+]
+
+
+def trust_modules(names: list[str] | None) -> None:
+    """Apply ``--trust-module``: model files may build networks with code from these modules."""
+    if not names:
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise UsageError("--trust-module builds a torch model: pip install 'wmproof[ml]'")
+    from wmproof.engine.models import trust_module
+
+    for name in names:
+        trust_module(name)
+
+
 DataDirOption = Annotated[
     Path | None,
     typer.Option(
@@ -171,7 +196,15 @@ DataDirOption = Annotated[
 #: against ``wmproof.engine.models.ARCHITECTURES``).
 ARCHITECTURE_NAMES = ("mnist_cnn", "mnist_ewe_cnn", "mnist_irnn", "mnist_mlp", "resnet_small", "sst2_textcnn")
 ARCHITECTURE_HELP = f"Architecture: {', '.join(ARCHITECTURE_NAMES)}."
-DatasetOption = Annotated[str, typer.Option("--dataset", help="Training/test data: mnist or fashion-mnist.")]
+DatasetOption = Annotated[
+    str,
+    typer.Option(
+        "--dataset",
+        "--data",
+        help="Training/test data: mnist, fashion-mnist, sst2, or your own: a .npz file (images, labels, "
+        "test_images, test_labels) or a folder of class folders of PNG/JPEG images (train/ and test/ inside).",
+    ),
+]
 PassphraseFileOption = Annotated[
     Path | None,
     typer.Option(

@@ -39,6 +39,7 @@ from .common import (
     NoPassphraseOption,
     OverwriteOption,
     PassphraseFileOption,
+    TrustModuleOption,
     check_outputs,
     emit,
     handle_errors,
@@ -46,6 +47,7 @@ from .common import (
     passphrase_to_read,
     passphrase_to_write,
     stdout,
+    trust_modules,
 )
 
 
@@ -147,6 +149,7 @@ def keygen_command(
     data_dir: DataDirOption = None,
     limit_train: LimitOption = None,
     device: DeviceOption = "auto",
+    trust_module: TrustModuleOption = None,
     alpha: Annotated[
         str, typer.Option("--alpha", help="Significance level bound into the key (0.05, 1e-6, 1/1000).")
     ] = "1e-6",
@@ -225,6 +228,7 @@ def keygen_command(
             --param target_class=7 --param perturbation=snnl --model clean.safetensors \
             --marking-key api.wmk --verification-key api.wvk --passphrase-file pw.txt
     """
+    trust_modules(trust_module)
     spec = image_dataset_spec(dataset)
     chosen = get_scheme(scheme)
     params = with_trigger_word(parse_params(param or []), dataset, data_dir)

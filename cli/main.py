@@ -9,7 +9,7 @@ import typer
 from wmproof import __version__
 from wmproof.errors import ExitCode
 
-from . import attack_cmd, chain_cmd, identity_cmd, proof_cmd, serve_cmd
+from . import attack_cmd, chain_cmd, export_cmd, identity_cmd, proof_cmd, serve_cmd
 from .demo_cmd import demo_command
 from .keygen_cmd import keygen_command
 from .model_cmd import evaluate_command, mark_command, train_command
@@ -35,6 +35,7 @@ app.command("demo")(demo_command)
 app.command("prove")(proof_cmd.prove_command)
 app.command("check")(proof_cmd.check_command)
 app.command("serve")(serve_cmd.serve_command)
+app.add_typer(export_cmd.app, name="export")
 app.add_typer(attack_cmd.app, name="attack")
 app.command("publish")(chain_cmd.publish_command)
 app.command("timestamp")(chain_cmd.timestamp_command)

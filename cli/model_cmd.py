@@ -17,12 +17,14 @@ from .common import (
     LimitOption,
     OverwriteOption,
     PassphraseFileOption,
+    TrustModuleOption,
     check_outputs,
     emit,
     handle_errors,
     note,
     passphrase_to_read,
     stdout,
+    trust_modules,
     warn,
 )
 
@@ -53,6 +55,7 @@ def train_command(
     optimizer: OptimizerOption = None,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
+    trust_module: TrustModuleOption = None,
     data_dir: DataDirOption = None,
     limit_train: LimitOption = None,
     overwrite: OverwriteOption = False,
@@ -64,6 +67,7 @@ def train_command(
 
         wmproof train --arch mnist_cnn --epochs 3 --seed 1 --out clean.safetensors
     """
+    trust_modules(trust_module)
     from wmproof.engine.data import load_image_dataset
     from wmproof.engine.device import resolve_device
     from wmproof.engine.models import save_model
@@ -163,6 +167,7 @@ def mark_command(
     lr: LrOption = None,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
+    trust_module: TrustModuleOption = None,
     data_dir: DataDirOption = None,
     limit_train: LimitOption = None,
     passphrase_file: PassphraseFileOption = None,
@@ -184,12 +189,14 @@ def mark_command(
 
         wmproof mark --key key.wmk --from-scratch --arch mnist_cnn --out marked.safetensors
     """
+    trust_modules(trust_module)
     from wmproof.engine.data import load_image_dataset
     from wmproof.engine.device import resolve_device
     from wmproof.engine.models import architecture, load_model, save_model
     from wmproof.engine.train import TensorData, accuracy, recipe_config
     from wmproof.errors import UsageError
     from wmproof.protocol import load_marking_key, mark
+    from wmproof.protocol.mark import check_task_fits_key
     from wmproof.schemes import get_scheme
 
     if from_scratch == (model is not None):
@@ -212,6 +219,7 @@ def mark_command(
         arch_name, epochs=max(max_epochs, min_epochs), lr=lr, seed=seed, triggers_per_batch=triggers_per_batch
     )
     train = load_image_dataset(dataset, "train", data_dir).subset(limit_train)
+    check_task_fits_key(mk, train.num_classes, train.input_shape, base)
     test = load_image_dataset(dataset, "test", data_dir)
     test_tensors = TensorData.from_numpy(test.images, test.labels, dev)
     before = accuracy(base.module, test_tensors) if base is not None else None
@@ -279,6 +287,7 @@ def evaluate_command(
     ] = None,
     passphrase_file: PassphraseFileOption = None,
     device: DeviceOption = "auto",
+    trust_module: TrustModuleOption = None,
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -288,6 +297,7 @@ def evaluate_command(
 
         wmproof evaluate --model marked.safetensors --key key.wmk
     """
+    trust_modules(trust_module)
     from wmproof.engine.data import load_image_dataset
     from wmproof.engine.device import resolve_device
     from wmproof.engine.models import load_model

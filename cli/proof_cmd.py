@@ -30,12 +30,14 @@ from .common import (
     JsonOption,
     OverwriteOption,
     PassphraseFileOption,
+    TrustModuleOption,
     check_outputs,
     emit,
     handle_errors,
     note,
     passphrase_to_read,
     stdout,
+    trust_modules,
 )
 from .suspect import MaxQueriesOption, ModelNameOption, UrlOption, open_suspect
 
@@ -136,6 +138,7 @@ def check_command(
         ),
     ] = None,
     device: DeviceOption = "auto",
+    trust_module: TrustModuleOption = None,
     record: RecordOption = None,
     no_timestamp: NoTimestampOption = False,
     rpc_url: RpcUrlOption = None,
@@ -158,6 +161,7 @@ def check_command(
 
         wmproof check suspect.wpf --model suspect.safetensors --earlier last-year.wpf
     """
+    trust_modules(trust_module)
     from wmproof.protocol.proofs import check_not_reused, evaluate_proof, load_proof
     from wmproof.protocol.timestamps import format_time
 

@@ -1,5 +1,6 @@
-"""The suspect, as the commands that query one name it: a model file, or a model behind an Open Inference
-Protocol API (``--url`` and ``--model-name``); and the signed evidence of a remote verification."""
+"""The suspect, as the commands that query one name it: a model file (wmproof safetensors, or ONNX queried
+without torch), or a model behind an Open Inference Protocol API (``--url`` and ``--model-name``); and the
+signed evidence of a remote verification."""
 
 from __future__ import annotations
 
@@ -53,9 +54,9 @@ def open_suspect(
     if model is not None:
         if model_name is not None or max_queries is not None:
             raise UsageError("--model-name and --max-queries go with --url")
-        from wmproof.oracles.local import LocalModelOracle
+        from wmproof.oracles import open_model_file
 
-        return LocalModelOracle.from_file(model, device), str(model)
+        return open_model_file(model, device), str(model)
     if not model_name:
         raise UsageError("--url needs --model-name")
     from wmproof.oracles.remote import RemoteOracle

@@ -31,10 +31,12 @@ from .common import (
     DeviceOption,
     JsonOption,
     PassphraseFileOption,
+    TrustModuleOption,
     emit,
     handle_errors,
     passphrase_to_read,
     stdout,
+    trust_modules,
 )
 from .suspect import (
     EvidenceOption,
@@ -101,6 +103,7 @@ def verify_command(
     identity_passphrase_file: IdentityPassphraseOption = None,
     passphrase_file: PassphraseFileOption = None,
     device: DeviceOption = "auto",
+    trust_module: TrustModuleOption = None,
     record: RecordOption = None,
     no_timestamp: NoTimestampOption = False,
     rpc_url: RpcUrlOption = None,
@@ -127,6 +130,7 @@ def verify_command(
         wmproof verify --key key.wmk --vk key.wvk --url http://127.0.0.1:8000 --model-name suspect \
             --evidence suspect.evidence.json --identity judge.wid
     """
+    trust_modules(trust_module)
     prepare_evidence(evidence, url, identity)
     verification_key = load_verification_key(vk)
     marking_key = load_marking_key(key, passphrase_to_read(passphrase_file, str(key)))

@@ -74,3 +74,51 @@ def test_a_proof_about_an_api_is_evaluated_without_torch(checker_venv, trained, 
         report = json.loads(done.stdout)
         assert report["verdict"] == ("verified" if code == 0 else "rejected")
         assert report["suspect"]["kind"] == "remote-api"
+
+
+@pytest.fixture(scope="module")
+def onnx_checker_venv(tmp_path_factory) -> Path:
+    """The checker install plus the ONNX extra: what a judge needs for a leaked .onnx model, and no torch."""
+    venv = tmp_path_factory.mktemp("onnx-checker") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    install = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", f"{ROOT}[check,onnx]"],
+        capture_output=True,
+        text=True,
+    )
+    assert install.returncode == 0, install.stderr[-2000:]
+    return venv
+
+
+@pytest.mark.slow
+def test_an_onnx_export_of_the_marked_model_is_verified_without_torch(onnx_checker_venv, trained, keypair, tmp_path):
+    """Issue 13: `wmproof export onnx` of the marked model (the demo's recipe: an MNIST MLP marked PreTrained
+    with an Adi et al. key), then `wmproof verify --model marked.onnx` where torch is not installed."""
+    from helpers import run
+
+    from wmproof.protocol import save_marking_key, save_verification_key
+
+    python = str(onnx_checker_venv / "bin" / "python")
+    assert subprocess.run([python, "-c", "import torch"], capture_output=True).returncode != 0
+    assert subprocess.run([python, "-c", "import onnxruntime"], capture_output=True).returncode == 0
+    mk, vk = keypair
+    save_marking_key(mk, tmp_path / "key.wmk", None)
+    save_verification_key(vk, tmp_path / "key.wvk")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "WMPROOF_HOME": str(tmp_path / "home")}
+    for name, code in (("marked", 0), ("independent", 1)):
+        run("export", "onnx", trained[name], "--out", tmp_path / f"{name}.onnx")
+        done = subprocess.run(
+            [str(onnx_checker_venv / "bin" / "wmproof"), "verify", "--key", str(tmp_path / "key.wmk"),
+             "--vk", str(tmp_path / "key.wvk"), "--model", str(tmp_path / f"{name}.onnx"), "--no-timestamp", "--json"],
+            capture_output=True, text=True, env=env,
+        )  # fmt: skip
+        assert done.returncode == code, done.stderr
+        report = json.loads(done.stdout)
+        assert report["verdict"] == ("verified" if code == 0 else "rejected")
+        assert report["suspect"]["kind"] == "onnx-file"
+    torch_file = subprocess.run(
+        [str(onnx_checker_venv / "bin" / "wmproof"), "verify", "--key", str(tmp_path / "key.wmk"),
+         "--vk", str(tmp_path / "key.wvk"), "--model", str(trained["marked"]), "--no-timestamp"],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert torch_file.returncode == 2 and "wmproof[ml]" in torch_file.stderr and torch_file.stderr.count("\n") == 1

@@ -209,16 +209,45 @@ def image_dataset_names() -> list[str]:
 
 
 def image_dataset_spec(name: str) -> ImageDatasetSpec:
-    try:
+    """A named data set, or an owner's own (a ``.npz`` file or a folder, :mod:`wmproof.engine.own_data`)."""
+    if name in IMAGE_DATASETS:
         return IMAGE_DATASETS[name]
-    except KeyError:
-        raise UsageError(f"unknown dataset {name!r} (available: {', '.join(image_dataset_names())})") from None
+    from .own_data import load_own_data, looks_like_own_data
+
+    if not looks_like_own_data(name):
+        raise UsageError(
+            f"unknown dataset {name!r} (available: {', '.join(image_dataset_names())}, "
+            "or your own: a .npz file or a folder of class folders)"
+        )
+    own = load_own_data(name)
+    return ImageDatasetSpec(
+        name=name,
+        directory=str(own.path),
+        num_classes=own.num_classes,
+        input_shape=own.input_shape,
+        files={"train": ("", "")} | ({"test": ("", "")} if own.test is not None else {}),
+        md5={},
+        citation=f"the owner's own data ({own.path})",
+    )
 
 
 def load_image_dataset(name: str, split: str, data_dir: str | os.PathLike[str] | None = None) -> ImageData:
     """Load ``split`` ("train" or "test") of a data set: uint8 (N, C, H, W) images, or for SST-2 int64
-    (N, 1, 1, 64) token rows (:mod:`wmproof.engine.text`); int64 labels."""
+    (N, 1, 1, 64) token rows (:mod:`wmproof.engine.text`); int64 labels. ``name`` may be a path to the
+    owner's own data (``data_dir`` does not apply to it)."""
     spec = image_dataset_spec(name)
+    if name not in IMAGE_DATASETS:
+        from .own_data import load_own_data
+
+        own = load_own_data(name)
+        chosen = own.train if split == "train" else own.test
+        if split not in ("train", "test"):
+            raise UsageError(f"dataset {name} has no split {split!r} (available: train, test)")
+        if chosen is None:
+            raise UsageError(
+                f"{name} has no test split: add test_images and test_labels (.npz) or a test/ folder beside train/"
+            )
+        return ImageData(chosen[0], chosen[1], own.num_classes, name, split)
     if split not in spec.files:
         raise UsageError(f"dataset {name} has no split {split!r} (available: {', '.join(spec.files)})")
     if name == "sst2":

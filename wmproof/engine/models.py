@@ -30,13 +30,25 @@ dense, convolution and recurrent layers.
 A model file is safetensors: tensors plus string metadata holding the format tag, the architecture name and
 its arguments as canonical JSON. Loading reads that metadata, rebuilds the architecture from the registry
 and loads the tensors with ``strict=True``: no pickle is ever involved.
+
+**Networks from outside the zoo.** An architecture name of the form ``module:function`` (or
+``module:Class``) names a *factory*: an importable callable that builds the network from the file's
+arguments (JSON values). ``num_classes`` and ``input_shape`` are always among them, since wmproof needs
+both to query the model; the factory receives them only if its signature takes them. Loading such a file
+imports code, so it happens only for a module the user has explicitly trusted
+(:func:`trust_module`, ``--trust-module NAME`` on the command line) and is refused otherwise with a one-line
+error: a model file is data, and opening data must never run code as a side effect. Trusting ``pkg``
+trusts its submodules (``pkg.nets``) too, as importing ``pkg.nets`` runs ``pkg`` anyway.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
+import inspect
 import json
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -91,15 +103,103 @@ def register(name: str, description: str, recipe: TrainingRecipe | None = None, 
     return decorator
 
 
+#: ``module:attribute``: dotted Python identifiers on both sides (nothing else is ever imported).
+_DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+FACTORY_NAME = re.compile(f"{_DOTTED}:{_DOTTED}")
+_TRUSTED_MODULES: set[str] = set()
+
+
+def trust_module(name: str) -> None:
+    """Allow model files to build their network with code from module ``name`` (and its submodules), for the
+    rest of this process. Nothing is imported until a model file names a factory from it."""
+    if not re.fullmatch(_DOTTED, name):
+        raise UsageError(f"--trust-module takes a Python module name (like mynets.vision), not {name!r}")
+    _TRUSTED_MODULES.add(name)
+
+
+def is_trusted(module: str) -> bool:
+    return any(module == t or module.startswith(t + ".") for t in _TRUSTED_MODULES)
+
+
+def is_factory(name: str) -> bool:
+    """Whether an architecture name names a factory outside the zoo (``module:function``)."""
+    return ":" in name
+
+
+def factory_name(factory: Callable[..., nn.Module]) -> str:
+    """The architecture name a model file records for ``factory``: ``module:qualified.name``. Refuses what
+    another process could not import by that name (a factory defined in ``__main__`` or inside a function)."""
+    module = getattr(factory, "__module__", None)
+    qualname = getattr(factory, "__qualname__", "")
+    if not module or module == "__main__" or "<" in qualname:
+        raise UsageError(
+            f"{getattr(factory, '__name__', factory)!r} cannot be named in a model file: define it at the top "
+            "level of an importable module (not in __main__ or inside a function)"
+        )
+    return f"{module}:{qualname}"
+
+
+def _factory(name: str) -> Architecture:
+    if not FACTORY_NAME.fullmatch(name):
+        raise UsageError(f"architecture {name!r} is neither a zoo name nor a module:function factory")
+    module_name, attribute = name.split(":")
+    if not is_trusted(module_name):
+        raise UsageError(
+            f"the model is built by code from module {module_name!r}; run it only if you trust that code: "
+            f"--trust-module {module_name.split('.')[0]}"
+        )
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            target = getattr(target, part)
+    except ImportError as exc:
+        raise UsageError(f"cannot import {module_name!r} ({exc}); is its directory on PYTHONPATH?") from None
+    except AttributeError:
+        raise UsageError(f"module {module_name!r} has no {attribute!r}") from None
+    if not callable(target):
+        raise UsageError(f"{name} is not callable")
+    doc = (inspect.getdoc(target) or "").split("\n")[0]
+    return Architecture(name, target, {}, doc or f"factory {name}")
+
+
 def architecture(name: str) -> Architecture:
+    """The zoo's architecture ``name``, or a trusted factory named ``module:function``."""
+    if is_factory(name):
+        return _factory(name)
     try:
         return ARCHITECTURES[name]
     except KeyError:
         raise UsageError(f"unknown architecture {name!r} (available: {', '.join(sorted(ARCHITECTURES))})") from None
 
 
+def _json_value(value: Any) -> bool:
+    if value is None or type(value) in (bool, int, str) or (type(value) is float and value == value):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_json_value(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_value(v) for k, v in value.items())
+    return False
+
+
+def _normalise_factory_arguments(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """A factory's arguments: JSON values, with ``num_classes`` (a positive integer) and ``input_shape``
+    ((C, H, W), positive integers) always present."""
+    if not _json_value(arguments):
+        raise UsageError(f"{name}: factory arguments must be JSON values (numbers, strings, lists, dicts)")
+    merged = {k: list(v) if isinstance(v, tuple) else v for k, v in arguments.items()}
+    classes, shape = merged.get("num_classes"), merged.get("input_shape")
+    if type(classes) is not int or classes < 2:
+        raise UsageError(f"{name}: num_classes must be an integer >= 2")
+    if not (isinstance(shape, list) and len(shape) == 3 and all(type(v) is int and v > 0 for v in shape)):
+        raise UsageError(f"{name}: input_shape is (channels, height, width), positive integers")
+    return merged
+
+
 def normalise_arguments(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
     """Complete ``arguments`` with the defaults and check names and types (JSON-compatible values)."""
+    if is_factory(name):
+        return _normalise_factory_arguments(name, arguments)
     arch = architecture(name)
     unknown = set(arguments) - set(arch.defaults)
     if unknown:
@@ -124,7 +224,28 @@ def normalise_arguments(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
 
 def build_model(name: str, **arguments: Any) -> nn.Module:
     args = normalise_arguments(name, arguments)
-    return architecture(name).build(**args)
+    build = architecture(name).build
+    if is_factory(name):
+        args = _accepted(build, args)
+        try:
+            model = build(**args)
+        except Exception as exc:  # the user's code: say where it failed, in one line
+            raise UsageError(f"{name}({', '.join(args)}) failed: {type(exc).__name__}: {exc}") from None
+        if not isinstance(model, nn.Module):
+            raise UsageError(f"{name} returned {type(model).__name__}, not a torch.nn.Module")
+        return model
+    return build(**args)
+
+
+def _accepted(build: Callable[..., Any], args: dict[str, Any]) -> dict[str, Any]:
+    """``args`` without ``num_classes`` / ``input_shape`` where the factory does not take them."""
+    try:
+        parameters = inspect.signature(build).parameters
+    except (TypeError, ValueError):
+        return args
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return args
+    return {k: v for k, v in args.items() if k in parameters or k not in ("num_classes", "input_shape")}
 
 
 # --------------------------------------------------------------------------------------------- the zoo
@@ -483,6 +604,11 @@ def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu")
     if metadata.get("format") != MODEL_FORMAT:
         raise MalformedInput(f"{path} is a safetensors file but not a wmproof model (no '{MODEL_FORMAT}' metadata)")
     name = metadata.get("architecture", "")
+    if is_factory(name):  # code to import: the user's decision (trust), not a malformed file
+        try:
+            architecture(name)
+        except UsageError as exc:
+            raise UsageError(f"{path}: {exc}") from None
     try:
         arguments = json.loads(metadata.get("arguments", ""))
         if not isinstance(arguments, dict):

@@ -118,6 +118,43 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, enabled=False), False
 
 
+class TriggerMixer:
+    """Appends ``k`` trigger items to a batch, cycling through a fresh permutation of the trigger set each time
+    it is used up (Adi et al. 2018, section 5.1): every item is seen about ``k x batches / |T|`` times per
+    epoch while the main task keeps its full batches. :func:`fit` mixes with it; an owner's own training loop
+    can call it on each batch (``wmproof.TriggerMixer``, docs/python-api.md).
+
+    ``generator`` draws the permutations (CPU); pass one seeded generator for reproducible runs."""
+
+    def __init__(self, triggers: TensorData, k: int = 2, generator: torch.Generator | None = None) -> None:
+        if k < 1 or len(triggers) == 0:
+            raise UsageError("a trigger mixer needs k >= 1 and at least one trigger item")
+        self.triggers = triggers
+        self.k = k
+        self.generator = generator if generator is not None else torch.Generator(device="cpu").manual_seed(0)
+        self._order = torch.empty(0, dtype=torch.long)
+        self._position = 0
+
+    def next_indices(self) -> list[int]:
+        """The next ``k`` trigger indices of the cycle."""
+        chosen: list[int] = []
+        while len(chosen) < self.k:
+            if self._position >= len(self._order):
+                self._order = torch.randperm(len(self.triggers), generator=self.generator)
+                self._position = 0
+            take = min(self.k - len(chosen), len(self._order) - self._position)
+            chosen.extend(self._order[self._position : self._position + take].tolist())
+            self._position += take
+        return chosen
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x, y)`` with ``k`` trigger items appended (moved to ``x``'s device and dtype)."""
+        index = torch.tensor(self.next_indices(), device=self.triggers.x.device)
+        tx = self.triggers.x.index_select(0, index).to(device=x.device, dtype=x.dtype)
+        ty = self.triggers.y.index_select(0, index).to(device=y.device, dtype=y.dtype)
+        return torch.cat((x, tx)), torch.cat((y, ty))
+
+
 def train_mode(model: nn.Module) -> None:
     """Training mode, except for normalisation layers whose parameters are all frozen: their running statistics
     stay as they are too, so that a fine-tuning of the last layer changes nothing else (Adi et al. 5.4)."""
@@ -156,8 +193,7 @@ def fit(
     n = len(data)
     steps_per_epoch = math.ceil(n / config.batch_size)
     k = config.triggers_per_batch if triggers is not None and len(triggers) > 0 else 0
-    trigger_perm = torch.empty(0, dtype=torch.long)
-    trigger_pos = 0
+    mixer = TriggerMixer(triggers, k, generator) if k else None
     history = TrainHistory()
 
     with progress_bar(description, config.epochs * steps_per_epoch, enabled=progress) as update:
@@ -169,18 +205,8 @@ def fit(
                 idx = perm[step * config.batch_size : (step + 1) * config.batch_size]
                 xb = data.x.index_select(0, idx)
                 yb = data.y.index_select(0, idx)
-                if k:
-                    tidx = []
-                    while len(tidx) < k:
-                        if trigger_pos >= len(trigger_perm):
-                            trigger_perm = torch.randperm(len(triggers), generator=generator)
-                            trigger_pos = 0
-                        take = min(k - len(tidx), len(trigger_perm) - trigger_pos)
-                        tidx.extend(trigger_perm[trigger_pos : trigger_pos + take].tolist())
-                        trigger_pos += take
-                    t = torch.tensor(tidx, device=device)
-                    xb = torch.cat((xb, triggers.x.index_select(0, t)))
-                    yb = torch.cat((yb, triggers.y.index_select(0, t)))
+                if mixer is not None:
+                    xb, yb = mixer(xb, yb)
                 with autocast:
                     logits = model(xb)
                     loss = loss_fn(logits, yb)

@@ -37,6 +37,18 @@ def as_inputs(inputs: np.ndarray, datatype: str) -> np.ndarray:
     return np.ascontiguousarray(inputs, dtype=np.float32)
 
 
+def posteriors_from_scores(scores: np.ndarray, *, logits: bool | None = None) -> np.ndarray:
+    """Probabilities (N, K) float32 from a model's scores: the scores themselves where every row already is a
+    distribution (non-negative, summing to 1 within 1e-3) and ``logits`` is not True, their softmax otherwise.
+    For models whose output kind is not declared (an ONNX file from elsewhere, a user's function); the argmax,
+    hence the label, is the same either way."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if logits is not True and len(scores) and scores.min() >= 0.0 and np.allclose(scores.sum(axis=1), 1.0, atol=1e-3):
+        return scores.astype(np.float32)
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 class Oracle(ABC):
     #: What the oracle is known to accept and return; None when it cannot say.
     num_classes: int | None = None

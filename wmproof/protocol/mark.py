@@ -52,20 +52,10 @@ def mark(
     scheme = get_scheme(mk.scheme)
     if embedding not in scheme.embeddings:
         raise UsageError(f"scheme {scheme.name} embeds with {' or '.join(scheme.embeddings)}, not {embedding!r}")
-    if dataset_classes != mk.num_classes or tuple(train_images.shape[1:]) != tuple(mk.input_shape):
-        raise UsageError(
-            f"the training data ({dataset_classes} classes, {'x'.join(map(str, train_images.shape[1:]))}) "
-            f"does not fit the key ({mk.num_classes} classes, {'x'.join(map(str, mk.input_shape))})"
-        )
+    check_task_fits_key(mk, dataset_classes, tuple(train_images.shape[1:]), base_model)
     if embedding == "pretrained":
         if base_model is None:
             raise UsageError("PreTrained embedding needs --model (the model to mark)")
-        if base_model.num_classes != mk.num_classes or tuple(base_model.input_shape) != tuple(mk.input_shape):
-            raise UsageError(
-                f"the model has {base_model.num_classes} classes and takes "
-                f"{'x'.join(map(str, base_model.input_shape))} inputs; the key is for {mk.num_classes} classes "
-                f"and {'x'.join(map(str, mk.input_shape))}"
-            )
         architecture, arguments = base_model.architecture, dict(base_model.arguments)
     else:
         if architecture is None:
@@ -98,6 +88,25 @@ def mark(
     return MarkResult(
         embedded.model, architecture, arguments, embedding, accuracy(embedded.model, triggers), embedded.epochs
     )
+
+
+def check_task_fits_key(
+    mk: MarkingKey, dataset_classes: int, input_shape: tuple[int, ...], base_model: Any = None
+) -> None:
+    """Refuse, before any training, data or a model of another task than the key's (classes, input shape)."""
+    if dataset_classes != mk.num_classes or tuple(input_shape) != tuple(mk.input_shape):
+        raise UsageError(
+            f"the training data ({dataset_classes} classes, {'x'.join(map(str, input_shape))}) "
+            f"does not fit the key ({mk.num_classes} classes, {'x'.join(map(str, mk.input_shape))})"
+        )
+    if base_model is not None and (
+        base_model.num_classes != mk.num_classes or tuple(base_model.input_shape) != tuple(mk.input_shape)
+    ):
+        raise UsageError(
+            f"the model has {base_model.num_classes} classes and takes "
+            f"{'x'.join(map(str, base_model.input_shape))} inputs; the key is for {mk.num_classes} classes "
+            f"and {'x'.join(map(str, mk.input_shape))}"
+        )
 
 
 #: The significance at which Mark tests the unmarked model against a posterior key: the feature-sharing paper's
