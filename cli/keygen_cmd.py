@@ -134,8 +134,37 @@ def keygen_command(
     scheme: Annotated[
         str, typer.Option("--scheme", help=f"Watermark scheme: {', '.join(scheme_names())}.")
     ] = "adi-backdoor",
-    items: Annotated[int, typer.Option("--items", "-n", help="Number of trigger items.", min=1)] = 100,
+    items: Annotated[
+        int | None,
+        typer.Option("--items", "-n", help="Number of trigger items kept secret [default: 100].", min=1),
+    ] = None,
     dataset: DatasetOption = "mnist",
+    triggers: Annotated[
+        Path | None,
+        typer.Option(
+            "--triggers",
+            help="Your own trigger images (--scheme trigger-images): a folder of PNG/JPEG files and a labels "
+            "file, in the format of Adi et al.'s code. Give 2N images for N secret items.",
+            show_default=False,
+        ),
+    ] = None,
+    trigger_labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--trigger-labels",
+            help="The labels of --triggers, one integer per image (default: the only .txt file in the folder).",
+            show_default=False,
+        ),
+    ] = None,
+    preview: Annotated[
+        Path | None,
+        typer.Option(
+            "--preview",
+            help="Write a contact sheet (PNG, mode 0600) of the committed items as the model will see them, "
+            "each marked K (kept secret) or O (opened in the verification key).",
+            show_default=False,
+        ),
+    ] = None,
     model: Annotated[
         Path | None,
         typer.Option(
@@ -237,6 +266,35 @@ def keygen_command(
         raise UsageError(f"{scheme} keys with these parameters are made from the model to mark: give it with --model")
     if model is not None and not needs_model:
         raise UsageError(f"{scheme} keys with these parameters do not depend on a model: drop --model")
+    if (triggers is not None) != chosen.items_from_owner:
+        raise UsageError(
+            "--triggers goes with --scheme trigger-images"
+            if triggers is not None
+            else f"{scheme} keys are made from your trigger images: give them with --triggers DIR"
+        )
+    if trigger_labels is not None and triggers is None:
+        raise UsageError("--trigger-labels goes with --triggers")
+    if preview is not None:
+        check_outputs(preview, overwrite=overwrite)
+    owner_items = None
+    if triggers is not None:
+        from wmproof.engine.own_data import load_trigger_folder
+
+        images, labels, files = load_trigger_folder(triggers, trigger_labels, spec.input_shape, spec.num_classes)
+        if items is None:
+            if len(files) % 2:
+                raise UsageError(
+                    f"{triggers} holds {len(files)} images: KeyGen commits to 2N (N opened in the verification "
+                    "key, N kept secret), so give an even number, or --items N with 2N images"
+                )
+            items = len(files) // 2
+        elif len(files) != 2 * items:
+            raise UsageError(
+                f"{items} secret items take {2 * items} trigger images (KeyGen publishes half of them in the "
+                f"verification key); {len(files)} given"
+            )
+        owner_items = KeyGenContext(spec.num_classes, spec.input_shape, params, data=(images, labels))
+    items = 100 if items is None else items
     if proof_items not in (None, items) and not chosen.publicly_checkable:
         raise UsageError(f"{scheme} keys have no public proofs (a judge verifies them privately): drop --proof-items")
     try:
@@ -246,7 +304,9 @@ def keygen_command(
     check_outputs(marking_key, verification_key, overwrite=overwrite)
     key_passphrase = passphrase_to_write(passphrase_file, no_passphrase, "the marking key")
     owner = load_identity(identity, passphrase_to_read(identity_passphrase_file, str(identity)))
-    context = None
+    context = owner_items
+    if owner_items is not None:
+        note(f"{2 * items} trigger images from {triggers}: {items} will be kept secret, {items} published")
     if model is not None:
         context = model_context(model, dataset, data_dir, limit_train, device, params, spec)
     source = chosen.source_dataset(params, dataset)
@@ -277,6 +337,21 @@ def keygen_command(
             mk, vk, found = draw_beacon_key(pending, client, timeout=beacon_timeout)
     else:
         mk, vk = keygen(owner, scheme, **options)
+    if preview is not None:
+        import numpy as np
+
+        from wmproof.engine.preview import save_contact_sheet
+
+        committed = sorted([*mk.items, *vk.opened], key=lambda item: item.index)
+        kept = {item.index for item in mk.items}
+        save_contact_sheet(
+            preview,
+            np.stack([item.input for item in committed]),
+            [item.label for item in committed],
+            f"key {vk.key_id.hex()[:16]} ({vk.scheme}): {len(committed)} committed items; K kept secret, O opened",
+            [item.index in kept for item in committed],
+            overwrite=overwrite,
+        )
     save_marking_key(mk, marking_key, key_passphrase, overwrite=overwrite)
     try:
         save_verification_key(vk, verification_key, overwrite=overwrite)

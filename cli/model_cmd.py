@@ -196,7 +196,7 @@ def mark_command(
     from wmproof.engine.train import TensorData, accuracy, recipe_config
     from wmproof.errors import UsageError
     from wmproof.protocol import load_marking_key, mark
-    from wmproof.protocol.mark import check_task_fits_key
+    from wmproof.protocol.mark import check_task_fits_key, refuse_a_key_the_model_already_passes
     from wmproof.schemes import get_scheme
 
     if from_scratch == (model is not None):
@@ -220,6 +220,8 @@ def mark_command(
     )
     train = load_image_dataset(dataset, "train", data_dir).subset(limit_train)
     check_task_fits_key(mk, train.num_classes, train.input_shape, base)
+    if base is not None:
+        refuse_a_key_the_model_already_passes(mk, base)  # before the note: a refusal is one line
     test = load_image_dataset(dataset, "test", data_dir)
     test_tensors = TensorData.from_numpy(test.images, test.labels, dev)
     before = accuracy(base.module, test_tensors) if base is not None else None

@@ -230,3 +230,90 @@ def _load_folder(path: Path) -> OwnData:
     if test is not None and test[0].shape[1:] != train[0].shape[1:]:
         raise MalformedInput(f"{path}: test images are {test[0].shape[1:]}, training images {train[0].shape[1:]}")
     return _own_data(path, train, test, names)
+
+
+# ------------------------------------------------------------------------------------ own trigger images
+
+
+def convert_trigger_image(path: Path, input_shape: tuple[int, int, int]) -> np.ndarray:
+    """One trigger image as a model input, uint8 (C, H, W), by the transform a ``trigger-images`` key names
+    (``cover-resize-center-crop/1``):
+
+    1. decode (PNG or JPEG) and convert to RGB (palette expanded, alpha dropped);
+    2. scale, keeping the aspect ratio, until the image covers H x W (the factor is max(H / h, W / w)), with
+       Pillow's bilinear filter (antialiased when shrinking);
+    3. crop the centred H x W window (torchvision's ``Resize`` then ``CenterCrop``; Adi et al.'s reference code
+       center-crops its 32 x 32 CIFAR triggers);
+    4. for a one-channel model, ITU-R 601-2 luma (Pillow's ``L``: 299 R + 587 G + 114 B, per mille).
+    """
+    from PIL import Image
+
+    channels, height, width = input_shape
+    if channels not in (1, 3):
+        raise UsageError(f"trigger images are made for 1- or 3-channel models, not {channels} channels")
+    rgb, _ = read_image(path)
+    image = Image.fromarray(rgb.transpose(1, 2, 0), "RGB")
+    scale = max(height / image.height, width / image.width)
+    size = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
+    image = image.resize(size, Image.Resampling.BILINEAR)
+    left, top = (image.width - width) // 2, (image.height - height) // 2
+    image = image.crop((left, top, left + width, top + height))
+    if channels == 1:
+        return np.asarray(image.convert("L"), dtype=np.uint8)[None].copy()
+    return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
+def trigger_files(folder: Path) -> list[Path]:
+    """The image files of a trigger folder in the order Adi et al.'s reference code pairs them with the labels
+    file: subfolders by name, then file names, each sorted as text (1, 10, 100, 11, ...); files directly in
+    the folder come first. Only PNG and JPEG files are taken; the labels file and hidden files are skipped."""
+    files = []
+    for root, folders, names in os.walk(folder):
+        folders[:] = sorted(d for d in folders if not d.startswith("."))
+        files += [Path(root) / n for n in sorted(names) if Path(n).suffix.lower() in IMAGE_SUFFIXES]
+    return files
+
+
+def read_trigger_labels(path: Path, count: int, num_classes: int) -> np.ndarray:
+    """The labels file: one integer per image, whitespace-separated (one per line in the reference code, read
+    there with ``numpy.loadtxt``, so ``3.0`` is read as 3), each in 0..num_classes-1."""
+    try:
+        tokens = path.read_text(encoding="utf-8").split()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read the trigger labels {path}: {exc}") from None
+    labels = []
+    for token in tokens:
+        try:
+            value = float(token)
+        except ValueError:
+            raise MalformedInput(f"{path}: {token!r} is not a label") from None
+        if not value.is_integer() or not 0 <= value < num_classes:
+            raise MalformedInput(f"{path}: label {token} is not a class of 0..{num_classes - 1}")
+        labels.append(int(value))
+    if len(labels) != count:
+        raise MalformedInput(f"{path} has {len(labels)} labels for {count} images")
+    return np.array(labels, dtype=np.int64)
+
+
+def load_trigger_folder(
+    folder: str | os.PathLike[str],
+    labels: str | os.PathLike[str] | None,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+) -> tuple[np.ndarray, np.ndarray, list[Path]]:
+    """An owner's trigger set: images (uint8 (N, C, H, W), converted by :func:`convert_trigger_image`), labels,
+    and the files in order. ``labels`` defaults to the only ``.txt`` file in ``folder``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UsageError(f"--triggers {folder} is not a folder")
+    if labels is None:
+        texts = sorted(folder.glob("*.txt"))
+        if len(texts) != 1:
+            raise UsageError(f"{folder}: name the labels file with --trigger-labels ({len(texts)} .txt files found)")
+        labels = texts[0]
+    files = trigger_files(folder)
+    if not files:
+        raise MalformedInput(f"{folder}: no PNG or JPEG trigger images")
+    label_array = read_trigger_labels(Path(labels), len(files), num_classes)
+    images = np.stack([convert_trigger_image(f, input_shape) for f in files])
+    return images, label_array, files

@@ -109,24 +109,40 @@ def check_task_fits_key(
         )
 
 
+#: The significance at which Mark tests the unmarked model against a label key: the chance that an honest key
+#: (labels independent of the images, Adi et al. 4) is refused. Owner-chosen images (the ``trigger-images``
+#: scheme) are what it catches: a set an unmarked model already answers as labelled proves nothing.
+PRE_MARK_MATCH_ALPHA = Fraction(1, 1000)
+
 #: The significance at which Mark tests the unmarked model against a posterior key: the feature-sharing paper's
 #: 0.05, at least as strict as any key's alpha in practice (a key at 1e-6 passes less often).
 PRE_MARK_ALPHA = Fraction(1, 20)
 
 
 def refuse_a_key_the_model_already_passes(mk: MarkingKey, base_model: Any) -> None:
-    """Before marking, judge the unmarked model on a key decided on posteriors: a source-to-target pair that an
-    unmarked model already answers with the target class (a Fashion-MNIST trouser that reads as a 7) is no
-    watermark, and every independently trained model might pass it too (docs/reproductions/feature-sharing.md
-    measured one that did). Raises ``UsageError``; nothing is trained."""
+    """Before marking, judge the unmarked model on the key. On labels: items it already answers with their
+    labels more often than chance (at 1e-3) are no watermark -- photographs of digits labelled with their
+    digit, in an owner's own trigger set. On posteriors: a source-to-target pair that an unmarked model
+    already answers with the target class (a Fashion-MNIST trouser that reads as a 7) is no watermark, and
+    every independently trained model might pass it too (docs/reproductions/feature-sharing.md measured one
+    that did). Raises ``UsageError``; nothing is trained."""
     from ..oracles.local import LocalModelOracle
-    from ..schemes import TargetCertainty, stack_inputs, stack_references
-    from ..stats import certainty_test
+    from ..schemes import MatchCount, stack_inputs, stack_references
+    from ..stats import binomial_test, certainty_test
 
     rule = get_scheme(mk.scheme).decision_rule(mk.params, mk.num_classes)
-    if not isinstance(rule, TargetCertainty):
-        return
     oracle = LocalModelOracle(base_model)
+    if isinstance(rule, MatchCount):
+        answered = oracle.query(stack_inputs(mk.items)).labels
+        matches = int(sum(int(a) == item.label for a, item in zip(answered, mk.items, strict=True)))
+        test = binomial_test(matches, len(mk.items), rule.p0, PRE_MARK_MATCH_ALPHA)
+        if test.significant:
+            raise UsageError(
+                f"the unmarked model already answers {matches} of {len(mk.items)} items with their labels "
+                f"(p = {float(test.p_value):.1e} against chance, p0 = {rule.p0}): its items are not a watermark "
+                "for this model; choose other images or labels"
+            )
+        return
     answers = oracle.query(stack_inputs(mk.items), probabilities=True)
     labels = [item.label for item in mk.items]
     target = [float(answers.probabilities[i, label]) for i, label in enumerate(labels)]

@@ -21,6 +21,7 @@ from .ewe import EntangledWatermark
 from .feature_sharing import FeatureSharing
 from .frontier_stitching import FrontierStitching
 from .plain import PlainWatermark
+from .trigger_images import TriggerImages
 
 SCHEMES: dict[str, type[Scheme]] = {
     AdiBackdoor.name: AdiBackdoor,
@@ -28,6 +29,7 @@ SCHEMES: dict[str, type[Scheme]] = {
     FeatureSharing.name: FeatureSharing,
     PlainWatermark.name: PlainWatermark,
     EntangledWatermark.name: EntangledWatermark,
+    TriggerImages.name: TriggerImages,  # Adi et al. 2018 with the owner's own trigger images
 }
 
 

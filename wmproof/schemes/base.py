@@ -172,6 +172,9 @@ class Scheme(ABC):
     publicly_checkable: ClassVar[bool] = True
     #: Why keys of a scheme that is not publicly checkable have no public proofs (for the refusal message).
     private_only_because: ClassVar[str] = ""
+    #: Whether the owner supplies the 2N items to commit (their own trigger images, in
+    #: ``KeyGenContext.data``; ``wmproof keygen --triggers DIR``) instead of a generator making them.
+    items_from_owner: ClassVar[bool] = False
     #: The default bound on marking epochs (``wmproof mark --max-epochs``).
     default_max_epochs: ClassVar[int] = 20
 
