@@ -6,6 +6,7 @@ user's data directory, which works offline and proves nothing to anyone else; th
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -166,6 +167,10 @@ def publish_command(
     registry: RegistryOption = None,
     chain_id: ChainIdOption = None,
     confirmations: ConfirmationsOption = 1,
+    wait: Annotated[
+        float,
+        typer.Option("--wait", help="Seconds to wait for the --confirmations blocks to be mined.", min=0),
+    ] = 600.0,
     keystore: KeystoreOption = None,
     keystore_passphrase_file: KeystorePassphraseOption = None,
     gas_limit: GasLimitOption = None,
@@ -195,7 +200,9 @@ def publish_command(
     settings = chain_settings(rpc_url, registry, chain_id, confirmations, keystore, keystore_passphrase_file, gas_limit)
     try:
         with open_registry(settings, write=True) as client:
-            results = publish(vks, client)
+            if confirmations > 1:
+                note(f"waiting for {confirmations} confirmations (up to {wait:g} s)")
+            results = publish(vks, client, wait=wait)
     except KeyboardInterrupt:
         if settings.embedded:
             raise  # the embedded chain rolls back: nothing was written
@@ -353,6 +360,69 @@ def deploy(
         {"registry": address, "chain_id": found_chain_id, "network": settings.describe()},
         as_json,
         lambda: stdout.print(f"registry {address} on chain {found_chain_id}: export WMPROOF_REGISTRY={address}"),
+    )
+
+
+@app.command("keystore")
+@handle_errors
+def keystore_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the keystore (mode 0600).")],
+    private_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--private-key-file",
+            help="Import this account: a file holding its hex private key ('-': stdin). Without it, a new "
+            "random account is made (fund it before publishing).",
+            show_default=False,
+        ),
+    ] = None,
+    passphrase_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--passphrase-file",
+            help="The keystore's new passphrase, from a file ('-': stdin); without it you are asked on a terminal.",
+            show_default=False,
+        ),
+    ] = None,
+    overwrite: OverwriteOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Write an Ethereum keystore file (encrypted JSON, Web3 Secret Storage v3) for `--keystore`.
+
+    The account pays for `wmproof chain deploy` and `wmproof publish` on a node. Its private key is read
+    from a file, never from the command line, and is only ever stored encrypted.
+
+    Examples:
+
+        wmproof chain keystore --out me.json --passphrase-file pass.txt
+
+        wmproof chain keystore --out me.json --private-key-file dev-key.txt --passphrase-file pass.txt
+    """
+    from wmproof.chain.node import keystore_bytes
+    from wmproof.fileio import read_file, write_file
+
+    from .common import passphrase_to_write
+
+    check_outputs(out, overwrite=overwrite)
+    if str(private_key_file) == "-" and str(passphrase_file) == "-":
+        raise UsageError("the private key and the passphrase cannot both come from stdin")
+    if passphrase_file is None and not (sys.stdin.isatty() and sys.stderr.isatty()):
+        raise UsageError("the keystore is encrypted: give its new passphrase with --passphrase-file FILE")
+    private_key = None
+    if private_key_file is not None:
+        raw = (
+            typer.get_text_stream("stdin").readline().encode()
+            if str(private_key_file) == "-"
+            else read_file(private_key_file, "a private key file", max_size=1024)
+        )
+        private_key = raw.decode("ascii", errors="replace").strip()
+    passphrase = passphrase_to_write(passphrase_file, False, "the keystore")
+    data, address = keystore_bytes(private_key, passphrase or b"")
+    write_file(out, data, secret=True, overwrite=overwrite)
+    emit(
+        {"keystore": str(out), "address": address},
+        as_json,
+        lambda: stdout.print(f"keystore {out} for account {address} (encrypted; keep the passphrase)"),
     )
 
 

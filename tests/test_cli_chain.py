@@ -138,8 +138,8 @@ def test_ctrl_c_during_publish(vks, anvil, monkeypatch):
 
     real_publish = timestamps.publish
 
-    def interrupted(keys, client):
-        real_publish(keys, client)  # the transaction is sent and mined...
+    def interrupted(keys, client, **options):
+        real_publish(keys, client, **options)  # the transaction is sent and mined...
         raise KeyboardInterrupt  # ...then Ctrl-C before the record is written
 
     monkeypatch.setattr(timestamps, "publish", interrupted)
@@ -174,3 +174,60 @@ def test_keygen_with_a_beacon(tmp_path, monkeypatch):
     assert "needs the chain" in run("check", tmp_path / "p.wpf", "--no-timestamp", code=2).stderr
     monkeypatch.setenv("WMPROOF_HOME", str(tmp_path / "another-machine"))
     assert "beacon that could not be checked" in run("check", tmp_path / "p.wpf", code=4).stderr
+
+
+@pytest.mark.slow
+def test_the_user_guides_anvil_walkthrough_runs_as_written(tmp_path):
+    """Issue 13: docs/user-guide.md, "Step by step: a timestamp on a local node", from an empty folder to a
+    verified timestamp on anvil (keystore, deploy, publish with 3 confirmations, a beacon key)."""
+    import os
+    import re
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    guide = (root / "docs" / "user-guide.md").read_text()
+    section = guide.split("### Step by step: a timestamp on a local node (anvil)", 1)[1].split("\n## ", 1)[0]
+    (script,) = re.findall(r"^```sh\n(.*?)^```$", section, re.M | re.S)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "WMPROOF": str(root), "PORT": str(port), "WMPROOF_HOME": str(tmp_path / "home"),
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # fmt: skip
+    for name in ("WMPROOF_RPC_URL", "WMPROOF_REGISTRY", "WMPROOF_CHAIN_ID", "WMPROOF_KEYSTORE"):
+        env.pop(name, None)
+    work = tmp_path / "work"
+    work.mkdir()
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+    assert done.stdout.count("node at http://127.0.0.1") >= 3  # publish, timestamp, the beacon key's timestamp
+    assert re.search(r"block \d+, [3-9] confirmations", done.stdout), done.stdout
+    assert (work / "me.json").stat().st_mode & 0o777 == 0o600 and not (work / "dev-key.txt").exists()
+    assert (
+        ANVIL_DEV_KEY[2:] not in done.stdout + done.stderr and ANVIL_DEV_KEY[2:] not in (work / "me.json").read_text()
+    )
+
+
+def test_chain_keystore_writes_an_encrypted_account_file(tmp_path):
+    from wmproof.chain.node import account_from_keystore
+
+    (tmp_path / "pass.txt").write_text("pw\n")
+    (tmp_path / "dev.txt").write_text(ANVIL_DEV_KEY + "\n")
+    out = json.loads(run("chain", "keystore", "--out", tmp_path / "me.json", "--private-key-file", tmp_path / "dev.txt",
+                         "--passphrase-file", tmp_path / "pass.txt", "--json").stdout)  # fmt: skip
+    account = account_from_keystore(tmp_path / "me.json", lambda: b"pw")
+    assert account.address == out["address"] and account.key.hex().removeprefix("0x") == ANVIL_DEV_KEY[2:]
+    assert (tmp_path / "me.json").stat().st_mode & 0o777 == 0o600 and ANVIL_DEV_KEY[2:] not in str(out)
+    fresh = json.loads(run("chain", "keystore", "--out", tmp_path / "new.json", "--passphrase-file",
+                           tmp_path / "pass.txt", "--json").stdout)  # fmt: skip
+    assert account_from_keystore(tmp_path / "new.json", lambda: b"pw").address == fresh["address"] != out["address"]
+    (tmp_path / "bad.txt").write_text("0x1234")
+    bad = run("chain", "keystore", "--out", tmp_path / "x.json", "--private-key-file", tmp_path / "bad.txt",
+              "--passphrase-file", tmp_path / "pass.txt", code=2).stderr  # fmt: skip
+    assert "not hold a valid private key" in bad
+    assert "exists" in run("chain", "keystore", "--out", tmp_path / "me.json", "--passphrase-file",
+                           tmp_path / "pass.txt", code=2).stderr  # fmt: skip
+    assert not (tmp_path / "x.json").exists()

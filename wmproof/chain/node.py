@@ -60,6 +60,20 @@ def account_from_environment(variable: str = PRIVATE_KEY_ENV) -> LocalAccount | 
         raise UsageError(f"${variable} does not hold a valid private key (32 bytes, hex)") from None
 
 
+def keystore_bytes(private_key: str | None, passphrase: bytes) -> tuple[bytes, str]:
+    """A keystore file (Web3 Secret Storage v3, scrypt n = 2^18, r = 8, p = 1: eth-account's default and within
+    what :func:`account_from_keystore` accepts) for ``private_key`` (hex), or for a new random account when
+    None; and the account's address. The key never leaves this function unencrypted."""
+    if not passphrase:
+        raise UsageError("a keystore is encrypted: give a non-empty passphrase")
+    try:
+        account = Account.create() if private_key is None else Account.from_key(private_key.strip())
+    except Exception:
+        raise UsageError("the private key file does not hold a valid private key (32 bytes, hex)") from None
+    document = Account.encrypt(account.key, passphrase.decode("utf-8"), kdf="scrypt", iterations=MAX_SCRYPT_N)
+    return json.dumps(document, indent=1).encode() + b"\n", account.address
+
+
 def account_from_keystore(path: Path, passphrase: Callable[[], bytes]) -> LocalAccount:
     """Decrypt a keystore file (Web3 Secret Storage, version 3), refusing over-large KDF parameters first."""
     data = read_file(path, "a keystore file", max_size=MAX_KEYSTORE_SIZE)

@@ -323,7 +323,8 @@ class RegistryClient:
                 continue
             if time.monotonic() >= deadline:
                 raise ChainUnavailable(
-                    f"block {number} was not mined (with {self.confirmations} confirmations) within {timeout:.0f} s"
+                    f"block {number} was not mined (with {self.confirmations} confirmations) within {timeout:.0f} s; "
+                    "is the node mining? (anvil makes blocks only for transactions unless run with --block-time 1)"
                 )
             time.sleep(1.0)
 

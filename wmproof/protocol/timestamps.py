@@ -269,11 +269,22 @@ class Published:
     already: bool  # the digest was registered before this call (by this owner earlier, or by anyone)
 
 
-def _register_once(client: RegistryClient, digest: bytes, send: Any) -> tuple[Registration, bool]:
+def _wait_for_confirmations(client: RegistryClient, digest: bytes, wait: float) -> None:
+    """Wait (up to ``wait`` seconds) until the block that registered ``digest`` has the client's required
+    confirmations: a node mines them in its own time (anvil only with ``--block-time``)."""
+    stored = client.stored(digest)
+    if stored is not None:
+        client.wait_for_block(stored[2] + client.confirmations - 1, wait)
+
+
+def _register_once(client: RegistryClient, digest: bytes, send: Any, wait: float = 0.0) -> tuple[Registration, bool]:
     """Register ``digest`` unless the chain already has it (first come, first served); return the checked
-    registration and whether it was already there."""
-    existing = client.confirm(digest)
-    if existing is not None:
+    registration, once it has the required confirmations (waiting up to ``wait`` seconds for them), and
+    whether it was already there."""
+    if client.stored(digest) is not None:
+        _wait_for_confirmations(client, digest, wait)
+        existing = client.confirm(digest)
+        assert existing is not None
         return existing, True
     try:
         transaction_hash = send()
@@ -282,18 +293,21 @@ def _register_once(client: RegistryClient, digest: bytes, send: Any) -> tuple[Re
         existing = client.stored(digest)
         if existing is None:
             raise
+        _wait_for_confirmations(client, digest, wait)
         registration = client.confirm(digest)
         assert registration is not None
         return registration, True
+    _wait_for_confirmations(client, digest, wait)
     registration = client.confirm(digest, transaction_hash)
     if registration is None:
         raise ChainUnavailable("the registration transaction succeeded but the registry does not show it")
     return registration, False
 
 
-def publish(keys: list[VerificationKey], client: RegistryClient) -> list[Published]:
+def publish(keys: list[VerificationKey], client: RegistryClient, *, wait: float = 600.0) -> list[Published]:
     """Timestamp ``keys``: one key in its own transaction, several as one batch (a Merkle root of their
-    anchors). Returns, per key, its checked timestamp, whose :meth:`KeyTimestamp.record` the owner keeps."""
+    anchors). Returns, per key, its checked timestamp, whose :meth:`KeyTimestamp.record` the owner keeps,
+    once the registration has the client's required confirmations (waiting up to ``wait`` seconds)."""
     if not keys:
         raise UsageError("nothing to publish")
     if len(keys) > MAX_BATCH:
@@ -302,10 +316,12 @@ def publish(keys: list[VerificationKey], client: RegistryClient) -> list[Publish
     if len(set(anchors)) != len(anchors):
         raise UsageError("the same verification key is given twice")
     if len(keys) == 1:
-        registration, already = _register_once(client, anchors[0], lambda: client.register(anchors[0]))
+        registration, already = _register_once(client, anchors[0], lambda: client.register(anchors[0]), wait)
         return [Published(_result(keys[0], anchors[0], registration, None, client), already)]
     tree = MerkleTree(anchors)
-    registration, already = _register_once(client, tree.root, lambda: client.register_batch(tree.root, len(anchors)))
+    registration, already = _register_once(
+        client, tree.root, lambda: client.register_batch(tree.root, len(anchors)), wait
+    )
     out = []
     for index, (vk, anchor) in enumerate(zip(keys, anchors, strict=True)):
         proof = BatchProof(index=index, size=tree.size, path=tuple(tree.inclusion_proof(index)), root=tree.root)
@@ -398,7 +414,7 @@ def draw_beacon_key(
     """Register a key commitment, wait for the next block, and open the key with that block's hash as the
     beacon (Adi et al. 4.1 made non-interactive without offline grinding: checklist rule 2)."""
     anchor = anchor_of(pending.commitment_id)
-    registration, already = _register_once(client, anchor, lambda: client.register(anchor))
+    registration, already = _register_once(client, anchor, lambda: client.register(anchor), timeout)
     if already:
         raise UsageError("this commitment was registered before: draw a fresh key")
     beacon_hash = client.wait_for_block(registration.block_number + 1, timeout)
