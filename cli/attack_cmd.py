@@ -143,7 +143,9 @@ def run_attack_command(name: str, values: dict[str, Any]) -> None:
     if url is not None:
         from .suspect import open_suspect
 
-        victim, victim_name = open_suspect(None, url, values.get("model_name"), None, values["device"])
+        victim, victim_name = open_suspect(
+            None, url, values.get("model_name"), None, values["device"], input_shape=tuple(spec.input_shape)
+        )
     else:
         if values.get("model_name") is not None:
             raise UsageError("--model-name goes with --url")

@@ -195,7 +195,10 @@ DataDirOption = Annotated[
 #: The model zoo's names, spelled out so that ``--help`` needs no torch (tests/test_cli.py checks the list
 #: against ``wmproof.engine.models.ARCHITECTURES``).
 ARCHITECTURE_NAMES = ("mnist_cnn", "mnist_ewe_cnn", "mnist_irnn", "mnist_mlp", "resnet_small", "sst2_textcnn")
-ARCHITECTURE_HELP = f"Architecture: {', '.join(ARCHITECTURE_NAMES)}."
+ARCHITECTURE_HELP = (
+    f"Architecture: {', '.join(ARCHITECTURE_NAMES)}; or a factory of your own, module:function, "
+    "with --trust-module module."
+)
 DatasetOption = Annotated[
     str,
     typer.Option(

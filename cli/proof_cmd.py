@@ -170,7 +170,8 @@ def check_command(
     check_not_reused(parsed, [load_proof(p) for p in earlier], [str(p) for p in earlier])
     report = None
     if model is not None or url is not None:
-        oracle, suspect_name = open_suspect(model, url, model_name, max_queries, device)
+        shape = tuple(parsed.verification_key.input_shape)
+        oracle, suspect_name = open_suspect(model, url, model_name, max_queries, device, input_shape=shape)
         report = evaluate_proof(parsed, oracle, suspect_name)
     timestamp, found = key_timestamp(
         parsed.verification_key, record, no_timestamp, rpc_url, registry, chain_id, confirmations

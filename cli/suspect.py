@@ -46,9 +46,15 @@ IdentityPassphraseOption = Annotated[
 
 
 def open_suspect(
-    model: Path | None, url: str | None, model_name: str | None, max_queries: int | None, device: str
+    model: Path | None,
+    url: str | None,
+    model_name: str | None,
+    max_queries: int | None,
+    device: str,
+    input_shape: tuple[int, int, int] | None = None,
 ) -> tuple[Any, str]:
-    """The oracle for the suspect, and a name for messages."""
+    """The oracle for the suspect, and a name for messages. ``input_shape`` (the key's, or the task's) is what an
+    API that declares no input shape, or a flat one, is sent; it is checked against what the API declares."""
     if (model is None) == (url is None):
         raise UsageError("name the suspect with --model FILE or with --url URL --model-name NAME")
     if model is not None:
@@ -61,7 +67,8 @@ def open_suspect(
         raise UsageError("--url needs --model-name")
     from wmproof.oracles.remote import RemoteOracle
 
-    return RemoteOracle(url, model_name, max_queries=max_queries), f"{url} ({model_name})"  # type: ignore[arg-type]
+    oracle = RemoteOracle(url, model_name, max_queries=max_queries, input_shape=input_shape)  # type: ignore[arg-type]
+    return oracle, f"{url} ({model_name})"
 
 
 def prepare_evidence(evidence: Path | None, url: str | None, identity: Path | None, overwrite: bool = False) -> None:

@@ -134,7 +134,9 @@ def verify_command(
     prepare_evidence(evidence, url, identity)
     verification_key = load_verification_key(vk)
     marking_key = load_marking_key(key, passphrase_to_read(passphrase_file, str(key)))
-    oracle, suspect_name = open_suspect(model, url, model_name, max_queries, device)
+    oracle, suspect_name = open_suspect(
+        model, url, model_name, max_queries, device, input_shape=tuple(verification_key.input_shape)
+    )
     report = verify_private(marking_key, verification_key, oracle, mk_name=str(key), suspect_name=suspect_name)
     write_evidence(evidence, oracle, report.as_dict(), identity, identity_passphrase_file)
     timestamp, found = key_timestamp(verification_key, record, no_timestamp, rpc_url, registry, chain_id, confirmations)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGETS = ["wmproof", "cli", "tests", "benchmarks", "experiments", "docs/vectors"]
+TARGETS = ["wmproof", "cli", "tests", "benchmarks", "experiments", "examples", "docs/vectors"]
 
 
 def test_ruff_check():

@@ -70,8 +70,14 @@ def test_the_public_surface_is_small_typed_and_lazy():
 def test_docs_python_api_runs_as_written(tmp_path, data_dir):
     script = doc_script(DOC.read_text())
     assert script.count("python - <<") >= 1 and "mark_own_network.py" in script
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     env = {
         **os.environ,
+        "PORT": str(port),
         "WMPROOF": str(ROOT),
         "WMPROOF_DATA": str(data_dir),
         "WMPROOF_HOME": str(tmp_path / "home"),
@@ -83,7 +89,8 @@ def test_docs_python_api_runs_as_written(tmp_path, data_dir):
     work.mkdir()
     done = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
-    assert done.stdout.count("VERIFIED") >= 3, done.stdout[-3000:]
+    assert done.stdout.count("VERIFIED") >= 5, done.stdout[-3000:]
+    assert "through the API: VERIFIED" in done.stdout
     assert (work / "marked" / "key.wmk").stat().st_mode & 0o777 == 0o600
     # The page quotes the refusal without --trust-module: that is what the CLI says.
     quoted = re.search(r"^error: marked/model\.safetensors: .*$", DOC.read_text(), re.M).group(0)

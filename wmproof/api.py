@@ -189,7 +189,8 @@ def as_oracle(
             raise UsageError("a suspect API is named by its URL and model_name=")
         from .oracles.remote import RemoteOracle
 
-        return RemoteOracle(suspect, model_name)
+        shape = tuple(int(v) for v in input_shape) if input_shape is not None else None
+        return RemoteOracle(suspect, model_name, input_shape=shape)  # type: ignore[arg-type]
     if isinstance(suspect, (str, os.PathLike)):
         return open_model_file(Path(suspect), None if device is None else str(device))
     if "torch" in sys.modules:  # a module or a loaded model file exists only once torch is imported
