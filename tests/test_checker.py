@@ -14,17 +14,22 @@ ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "tests" / "vectors"
 
 
-@pytest.fixture(scope="module")
-def checker_venv(tmp_path_factory) -> Path:
-    venv = tmp_path_factory.mktemp("checker") / "venv"
+def fresh_venv(tmp_path_factory, extras: str) -> Path:
+    """A new virtual environment with wmproof[extras] installed from this checkout, and nothing else."""
+    venv = tmp_path_factory.mktemp(extras.replace(",", "-")) / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     install = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", f"{ROOT}[check]"],
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", f"{ROOT}[{extras}]"],
         capture_output=True,
         text=True,
     )
     assert install.returncode == 0, install.stderr[-2000:]
     return venv
+
+
+@pytest.fixture(scope="module")
+def checker_venv(tmp_path_factory) -> Path:
+    return fresh_venv(tmp_path_factory, "check")
 
 
 @pytest.mark.slow
@@ -79,15 +84,7 @@ def test_a_proof_about_an_api_is_evaluated_without_torch(checker_venv, trained, 
 @pytest.fixture(scope="module")
 def onnx_checker_venv(tmp_path_factory) -> Path:
     """The checker install plus the ONNX extra: what a judge needs for a leaked .onnx model, and no torch."""
-    venv = tmp_path_factory.mktemp("onnx-checker") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    install = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", f"{ROOT}[check,onnx]"],
-        capture_output=True,
-        text=True,
-    )
-    assert install.returncode == 0, install.stderr[-2000:]
-    return venv
+    return fresh_venv(tmp_path_factory, "check,onnx")
 
 
 @pytest.mark.slow
