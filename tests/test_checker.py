@@ -83,8 +83,9 @@ def test_a_proof_about_an_api_is_evaluated_without_torch(checker_venv, trained, 
 
 @pytest.fixture(scope="module")
 def onnx_checker_venv(tmp_path_factory) -> Path:
-    """The checker install plus the ONNX extra: what a judge needs for a leaked .onnx model, and no torch."""
-    return fresh_venv(tmp_path_factory, "check,onnx")
+    """The checker install plus the ONNX and serving extras: what a judge needs for a leaked .onnx model (and
+    what serves one), and no torch."""
+    return fresh_venv(tmp_path_factory, "check,onnx,serve")
 
 
 @pytest.mark.slow
@@ -119,3 +120,20 @@ def test_an_onnx_export_of_the_marked_model_is_verified_without_torch(onnx_check
         capture_output=True, text=True, env=env,
     )  # fmt: skip
     assert torch_file.returncode == 2 and "wmproof[ml]" in torch_file.stderr and torch_file.stderr.count("\n") == 1
+    # The same environment serves the ONNX file over the Open Inference Protocol, still without torch.
+    server = subprocess.Popen(
+        [str(onnx_checker_venv / "bin" / "wmproof"), "serve", str(tmp_path / "marked.onnx"), "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        url = server.stdout.readline().split(" at ", 1)[1].split("/v2/", 1)[0]  # type: ignore[union-attr]
+        done = subprocess.run(
+            [str(onnx_checker_venv / "bin" / "wmproof"), "verify", "--key", str(tmp_path / "key.wmk"),
+             "--vk", str(tmp_path / "key.wvk"), "--url", url, "--model-name", "suspect", "--no-timestamp", "--json"],
+            capture_output=True, text=True, env=env,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["suspect"]["kind"] == "remote-api"
+    finally:
+        server.terminate()
+        assert server.wait(timeout=30) == 0  # SIGTERM: a graceful stop
