@@ -98,17 +98,29 @@ def warn(message: str) -> None:
 # -------------------------------------------------------------------------------------------- passphrases
 
 
+#: A passphrase file holds one line; anything longer is not one.
+MAX_PASSPHRASE_FILE = 4096
+
+
 def _read_passphrase_file(path: Path) -> bytes:
-    try:
-        data = sys.stdin.buffer.readline() if str(path) == "-" else path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"passphrase file not found: {path}") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read passphrase file {path}: {exc.strerror}") from None
+    """One line: the passphrase, without its line ending. A regular file (read through
+    :func:`wmproof.fileio.read_file`: a missing or unreadable file is an I/O error, exit 5), or ``-`` for one
+    line of stdin. A file of several lines is refused rather than taken whole: the guide says one line, and
+    a passphrase that silently includes a second line cannot be typed at a prompt later."""
+    from wmproof.fileio import read_file
+
+    if str(path) == "-":
+        data = sys.stdin.buffer.readline(MAX_PASSPHRASE_FILE + 1)
+    else:
+        data = read_file(path, "a passphrase file", max_size=MAX_PASSPHRASE_FILE)
     if data.endswith(b"\r\n"):
         data = data[:-2]
     elif data.endswith(b"\n"):
         data = data[:-1]
+    if b"\n" in data or b"\r" in data:
+        raise UsageError(f"passphrase file {path} holds more than one line; a passphrase is one line")
+    if len(data) > MAX_PASSPHRASE_FILE - 2:
+        raise UsageError(f"passphrase file {path}: a passphrase is one line of at most {MAX_PASSPHRASE_FILE - 2} bytes")
     if not data:
         raise UsageError(f"passphrase file {path} is empty")
     return data

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from .crypto import UnsafeDestination, write_atomic
 from .errors import FileAccessError, MalformedInput, UsageError
@@ -33,20 +35,51 @@ def _reading(path: Path, what: str) -> Iterator[None]:
         raise FileAccessError(f"cannot read {path}: {exc.strerror}") from None
 
 
+_KINDS = {
+    stat.S_IFIFO: "a named pipe",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def _open_regular(path: Path, what: str) -> BinaryIO:
+    """``path`` opened for reading, if it is a regular file (a symbolic link to one is fine). Opened without
+    blocking, so that a named pipe with no writer is refused at once instead of waiting forever; a device
+    (``/dev/zero``) is refused instead of read until memory runs out."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise UsageError(f"{path} is a directory, not {what}")
+        if not stat.S_ISREG(mode):
+            raise UsageError(f"{path} is {_KINDS.get(stat.S_IFMT(mode), 'not a regular file')}, not {what}")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def read_file(path: str | os.PathLike[str], what: str, *, max_size: int = MAX_FILE_SIZE) -> bytes:
-    """The bytes of ``path``; ``what`` names the expected content in messages ("a marking key")."""
+    """The bytes of ``path``; ``what`` names the expected content in messages ("a marking key"). Only regular
+    files are read, and never more than ``max_size`` bytes: the cap counts what is actually read, not what
+    the file system says (a file that grows while it is read is refused too)."""
     path = Path(path)
-    with _reading(path, what):
-        size = path.stat().st_size
+    with _reading(path, what), _open_regular(path, what) as f:
+        size = os.fstat(f.fileno()).st_size
         if size > max_size:
             raise MalformedInput(f"{path} is {size} bytes, more than {what} can be")
-        return path.read_bytes()
+        data = f.read(max_size + 1)
+        if len(data) > max_size:
+            raise MalformedInput(f"{path} is more than {max_size} bytes, more than {what} can be")
+        return data
 
 
 def sha256_file(path: str | os.PathLike[str], what: str) -> str:
-    """The hex SHA-256 of a file of any size, read in chunks (what ``sha256sum`` prints)."""
+    """The hex SHA-256 of a regular file of any size, read in chunks (what ``sha256sum`` prints)."""
     path = Path(path)
-    with _reading(path, what), path.open("rb") as f:
+    with _reading(path, what), _open_regular(path, what) as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 

@@ -47,6 +47,7 @@ import hashlib
 import importlib
 import inspect
 import json
+import math
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -87,6 +88,18 @@ class Architecture:
 
 
 ARCHITECTURES: dict[str, Architecture] = {}
+
+
+#: Bounds on the zoo's integer arguments (widths, vocabulary sizes), on classes and on input shapes. A model
+#: file names its architecture's arguments; these keep a 200-byte file from asking for a network of
+#: gigabytes, or for 30,000 residual blocks that take seconds to build even without memory.
+MAX_INT = 1 << 17
+MAX_CLASSES = 100_000
+MAX_CHANNELS = 64
+MAX_SIDE = 4096
+#: Tighter bounds on single arguments: the deepest CIFAR ResNet He et al. 2016 trained (section 4.2) has 1202
+#: layers.
+ARGUMENT_LIMITS = {"depth": 1202}
 
 
 def register(name: str, description: str, recipe: TrainingRecipe | None = None, **defaults: Any):
@@ -172,13 +185,19 @@ def architecture(name: str) -> Architecture:
         raise UsageError(f"unknown architecture {name!r} (available: {', '.join(sorted(ARCHITECTURES))})") from None
 
 
-def _json_value(value: Any) -> bool:
-    if value is None or type(value) in (bool, int, str) or (type(value) is float and value == value):
+#: Nesting depth of a factory's arguments (JSON): deeper is refused, not recursed into.
+MAX_ARGUMENT_DEPTH = 16
+
+
+def _json_value(value: Any, depth: int = 0) -> bool:
+    if depth > MAX_ARGUMENT_DEPTH:
+        return False
+    if value is None or type(value) in (bool, int, str) or (type(value) is float and math.isfinite(value)):
         return True
     if isinstance(value, (list, tuple)):
-        return all(_json_value(v) for v in value)
+        return all(_json_value(v, depth + 1) for v in value)
     if isinstance(value, dict):
-        return all(isinstance(k, str) and _json_value(v) for k, v in value.items())
+        return all(isinstance(k, str) and _json_value(v, depth + 1) for k, v in value.items())
     return False
 
 
@@ -186,13 +205,12 @@ def _normalise_factory_arguments(name: str, arguments: dict[str, Any]) -> dict[s
     """A factory's arguments: JSON values, with ``num_classes`` (a positive integer) and ``input_shape``
     ((C, H, W), positive integers) always present."""
     if not _json_value(arguments):
-        raise UsageError(f"{name}: factory arguments must be JSON values (numbers, strings, lists, dicts)")
+        raise UsageError(
+            f"{name}: factory arguments must be JSON values (finite numbers, strings, lists, dicts; "
+            f"at most {MAX_ARGUMENT_DEPTH} deep)"
+        )
     merged = {k: list(v) if isinstance(v, tuple) else v for k, v in arguments.items()}
-    classes, shape = merged.get("num_classes"), merged.get("input_shape")
-    if type(classes) is not int or classes < 2:
-        raise UsageError(f"{name}: num_classes must be an integer >= 2")
-    if not (isinstance(shape, list) and len(shape) == 3 and all(type(v) is int and v > 0 for v in shape)):
-        raise UsageError(f"{name}: input_shape is (channels, height, width), positive integers")
+    check_task_shape(name, merged.get("num_classes"), merged.get("input_shape"))
     return merged
 
 
@@ -207,19 +225,36 @@ def normalise_arguments(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
     merged = {**arch.defaults, **arguments}
     for key, default in arch.defaults.items():
         value = merged[key]
+        if key == "num_classes":
+            continue  # check_task_shape, below
         if isinstance(default, list):
             if not isinstance(value, (list, tuple)) or not all(type(v) is int and v > 0 for v in value):
                 raise UsageError(f"{name}: {key} must be a list of positive integers")
             merged[key] = [int(v) for v in value]
-        elif type(default) is int and (type(value) is not int or value < 1):
-            raise UsageError(f"{name}: {key} must be a positive integer")
-        elif type(default) is float and not isinstance(value, (int, float)):
-            raise UsageError(f"{name}: {key} must be a number")
+        elif type(default) is int and (type(value) is not int or not 1 <= value <= ARGUMENT_LIMITS.get(key, MAX_INT)):
+            raise UsageError(f"{name}: {key} must be an integer in 1..{ARGUMENT_LIMITS.get(key, MAX_INT)}")
+        elif type(default) is float and (
+            type(value) not in (int, float) or not math.isfinite(value) or not 0 <= value <= MAX_INT
+        ):
+            raise UsageError(f"{name}: {key} must be a finite, non-negative number")
         elif type(default) is str and not isinstance(value, str):
             raise UsageError(f"{name}: {key} must be a string")
-    if len(merged["input_shape"]) != 3:
-        raise UsageError(f"{name}: input_shape is (channels, height, width)")
+    if "dropout" in merged and not 0 <= merged["dropout"] < 1:
+        raise UsageError(f"{name}: dropout must lie in [0, 1)")
+    check_task_shape(name, merged["num_classes"], merged["input_shape"])
     return merged
+
+
+def check_task_shape(name: str, num_classes: Any, input_shape: Any) -> None:
+    """Bounds on what any model file may declare: a hostile file must not make a reader build a network of
+    gigabytes before its tensors are checked (see :func:`load_model`)."""
+    if type(num_classes) is not int or not 2 <= num_classes <= MAX_CLASSES:
+        raise UsageError(f"{name}: num_classes must be an integer in 2..{MAX_CLASSES}")
+    if not (isinstance(input_shape, (list, tuple)) and len(input_shape) == 3):
+        raise UsageError(f"{name}: input_shape is (channels, height, width)")
+    c, h, w = input_shape
+    if not all(type(v) is int and v > 0 for v in input_shape) or c > MAX_CHANNELS or max(h, w) > MAX_SIDE:
+        raise UsageError(f"{name}: input_shape must be positive, at most {MAX_CHANNELS} x {MAX_SIDE} x {MAX_SIDE}")
 
 
 def build_model(name: str, **arguments: Any) -> nn.Module:
@@ -599,7 +634,7 @@ def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu")
     try:
         tensors = load(data)
         metadata = _read_metadata(data)
-    except (SafetensorError, ValueError, json.JSONDecodeError, UnicodeDecodeError):
+    except (SafetensorError, ValueError, json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise MalformedInput(f"{path} is not a wmproof model file (not safetensors)") from None
     if metadata.get("format") != MODEL_FORMAT:
         raise MalformedInput(f"{path} is a safetensors file but not a wmproof model (no '{MODEL_FORMAT}' metadata)")
@@ -613,8 +648,17 @@ def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu")
         arguments = json.loads(metadata.get("arguments", ""))
         if not isinstance(arguments, dict):
             raise ValueError
+        # First on the meta device: no memory, so that arguments that do not fit the file's tensors (a
+        # 200-byte file asking for a network of gigabytes) are refused before anything is allocated.
+        with torch.device("meta"):
+            skeleton = build_model(name, **arguments)
+        if {k: tuple(v.shape) for k, v in skeleton.state_dict().items()} != {
+            k: tuple(v.shape) for k, v in tensors.items()
+        }:
+            raise MalformedInput(f"{path}: tensors do not match architecture {name}")
+        del skeleton
         module = build_model(name, **arguments)
-    except (ValueError, TypeError, UsageError) as exc:
+    except (ValueError, TypeError, UsageError, RecursionError) as exc:
         raise MalformedInput(f"{path}: invalid architecture metadata ({exc})") from None
     try:
         module.load_state_dict(tensors, strict=True)

@@ -17,18 +17,25 @@ nothing is downloaded.
 
 from __future__ import annotations
 
+import io
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import MalformedInput, UsageError
+from ..fileio import read_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 GRAYSCALE_MODES = {"1", "L", "LA", "I", "I;16"}
 #: Larger images are refused before they are decoded (a decompression bomb, or not what a classifier here takes).
 MAX_PIXELS = 4096 * 4096
+#: Bounds on what is read (wmproof.fileio.read_file: regular files only, capped by the bytes actually read).
+MAX_NPZ = 4 << 30
+MAX_IMAGE_FILE = 64 << 20
+MAX_LABELS_FILE = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -105,10 +112,11 @@ def _labels(array: np.ndarray, count: int, where: str) -> np.ndarray:
 
 
 def _load_npz(path: Path) -> OwnData:
+    data = read_file(path, "a data set (.npz)", max_size=MAX_NPZ)
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise MalformedInput(f"{path}: not a readable .npz without pickled objects ({exc})") from None
     if "images" not in arrays or "labels" not in arrays:
         raise MalformedInput(f"{path}: a .npz data set holds 'images' and 'labels' (found: {', '.join(arrays)})")
@@ -150,8 +158,9 @@ def read_image(path: Path) -> tuple[np.ndarray, bool]:
     """One PNG or JPEG file as an RGB uint8 (3, H, W) array, and whether it is grayscale (module docstring)."""
     from PIL import Image, UnidentifiedImageError
 
+    data = read_file(path, "a PNG or JPEG image", max_size=MAX_IMAGE_FILE)
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(data)) as image:
             if image.format not in ("PNG", "JPEG"):
                 raise MalformedInput(f"{path}: {image.format} image; PNG or JPEG expected")
             if image.width * image.height > MAX_PIXELS:
@@ -283,9 +292,9 @@ def read_trigger_labels(path: Path, count: int, num_classes: int) -> np.ndarray:
     """The labels file: one integer per image, whitespace-separated (one per line in the reference code, read
     there with ``numpy.loadtxt``, so ``3.0`` is read as 3), each in 0..num_classes-1."""
     try:
-        tokens = path.read_text(encoding="utf-8").split()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read the trigger labels {path}: {exc}") from None
+        tokens = read_file(path, "a labels file", max_size=MAX_LABELS_FILE).decode("utf-8").split()
+    except UnicodeDecodeError:
+        raise MalformedInput(f"{path}: the trigger labels are not UTF-8 text") from None
     labels = []
     for token in tokens:
         try:

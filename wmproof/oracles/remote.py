@@ -52,6 +52,7 @@ import http.client
 import json
 import math
 import random
+import socket
 import threading
 import time
 import urllib.request
@@ -107,11 +108,16 @@ def split_body(body: bytes | bytearray, header_length: str | None) -> tuple[Any,
         if not header_length.isdigit() or int(header_length) > len(body):
             raise ValueError(f"{BINARY_HEADER} must be a byte count within the body")
         cut = int(header_length)
+    return parse_json(body if cut == len(body) else bytes(view[:cut])), view[cut:]
+
+
+def parse_json(data: bytes) -> Any:
+    """JSON from the other side of the connection, whatever it sent: ValueError (never RecursionError, never a
+    UnicodeDecodeError) for anything that is not a JSON document, however deeply nested."""
     try:
-        document = json.loads(body if cut == len(body) else bytes(view[:cut]))
-    except (ValueError, UnicodeDecodeError):
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ValueError("the body is not JSON") from None
-    return document, view[cut:]
 
 
 def binary_tensor(tail: memoryview, offset: int, tensor: dict[str, Any]) -> tuple[np.ndarray, int]:
@@ -216,6 +222,13 @@ class RetryRecord:
 
 # ------------------------------------------------------------------------------------- transport
 
+#: The largest answer read from a server (an inference answer for 1,024 images is well under 1 MB).
+MAX_ANSWER = 64 << 20
+#: Bounds on what model metadata may declare: classes, one input dimension, elements of one input.
+MAX_CLASSES = 100_000
+MAX_DIMENSION = 1 << 24
+MAX_ELEMENTS = 1 << 26
+
 
 class _Connections:
     """Keep-alive HTTP/1.1 connections to one server (``http.client``), reused while idle for less than
@@ -269,13 +282,43 @@ class _Connections:
         if self.proxy is not None and self.scheme == "http":
             target = f"http://{self.host}:{self.port}{target}"
         connection = self._take()
+        expired = threading.Event()
+
+        def expire() -> None:  # the whole exchange is bounded, not only each read (a byte every few seconds)
+            expired.set()
+            sock = connection.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        timer = threading.Timer(self.timeout, expire)
+        timer.daemon = True
+        timer.start()
         try:
             connection.request(method, target, body=body, headers=headers)
             response = connection.getresponse()
-            data = response.read()
-        except BaseException:
+            declared = response.getheader("Content-Length", "")
+            if declared.isdigit() and int(declared) > MAX_ANSWER:
+                raise MalformedInput(f"the server's answer is {int(declared):,} bytes, more than {MAX_ANSWER:,}")
+            chunks, size = [], 0
+            while chunk := response.read(1 << 16):
+                size += len(chunk)
+                if size > MAX_ANSWER:
+                    raise MalformedInput(f"the server's answer is more than {MAX_ANSWER:,} bytes")
+                chunks.append(chunk)
+            data = b"".join(chunks)
+        except BaseException as exc:
             connection.close()
+            if expired.is_set() and not isinstance(exc, MalformedInput):
+                raise TimeoutError(f"no complete answer within {self.timeout:g} s") from None
             raise
+        finally:
+            timer.cancel()
+        if expired.is_set():
+            connection.close()
+            raise TimeoutError(f"no complete answer within {self.timeout:g} s")
         if response.will_close:
             connection.close()
         else:
@@ -398,8 +441,15 @@ class RemoteOracle(Oracle):
             if classes is None and plan.probabilities_output is not None:
                 k = by_name[plan.probabilities_output]["shape"][-1]
                 classes = k if type(k) is int and k > 0 else None
+            if classes is not None and (type(classes) is not int or not 2 <= classes <= MAX_CLASSES):
+                raise ValueError
+            if plan.input_tail is not None and (
+                any(v > MAX_DIMENSION for v in plan.input_tail)
+                or math.prod(max(v, 1) for v in plan.input_tail) > MAX_ELEMENTS
+            ):
+                raise ValueError
             self.num_classes = int(classes) if classes is not None else None
-        except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError):
             raise MalformedInput(
                 f"{self.url}: the model's metadata is not what the Open Inference Protocol says"
             ) from None
@@ -458,7 +508,7 @@ class RemoteOracle(Oracle):
         if data is None:
             return None
         try:
-            return json.loads(data)
+            return parse_json(data)
         except ValueError:
             raise MalformedInput(f"{self.url}{path}: the server's answer is not JSON") from None
 
@@ -469,7 +519,7 @@ class RemoteOracle(Oracle):
             if status == 400:  # the protocol: "a 4xx status code indicates false" (Triton answers 400)
                 return f"the model is not ready: {_error_detail(data, None)}"
             try:
-                answer = json.loads(data)
+                answer = parse_json(data)
             except ValueError:  # an empty 200 is "ready" in the protocol's own words
                 return None
             if isinstance(answer, dict) and answer.get("ready") is False:
@@ -764,11 +814,16 @@ def _read_outputs(document: Any, tail: memoryview) -> dict[str, tuple[str, list[
             if datatype in INTEGER_DATATYPES:
                 if not all(type(v) is int for v in data):
                     raise _BadOutput(name, f"{datatype} values must be integers")
+                if not all(-(1 << 63) <= v < 1 << 63 for v in data):
+                    raise _BadOutput(name, f"{datatype} values out of range")
                 array = np.asarray(data, dtype=np.int64).reshape(shape)
             elif datatype in FLOAT_DATATYPES:
                 if not all(type(v) in (int, float) for v in data):
                     raise _BadOutput(name, f"{datatype} values must be numbers")
-                array = np.asarray(data, dtype=np.float64).reshape(shape)
+                try:
+                    array = np.asarray(data, dtype=np.float64).reshape(shape)
+                except OverflowError:
+                    raise _BadOutput(name, f"{datatype} values out of range") from None
             else:
                 array = np.asarray(data).reshape(shape)
         found[name] = (datatype, shape, array)
@@ -800,7 +855,7 @@ def _describe_error(exc: BaseException) -> str:
 
 def _error_detail(data: bytes, headers: http.client.HTTPMessage | None) -> str:
     try:
-        document = json.loads(data)
+        document = parse_json(data)
         if isinstance(document, dict) and "error" in document:
             return str(document["error"])[:200]
     except ValueError:

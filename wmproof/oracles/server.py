@@ -622,6 +622,8 @@ def _input_array(data: list[Any], shape: list[int], datatype: str) -> np.ndarray
         if not all(type(v) is int and 0 <= v <= MAX_TOKEN_ID for v in data):
             raise BadRequest(HTTPStatus.BAD_REQUEST, f"token ids must be integers in [0, {MAX_TOKEN_ID}]")
         return np.asarray(data, dtype=np.int64).reshape(shape)
+    if not set(map(type, data)) <= {int, float}:  # numpy would take "0.5" and True as numbers
+        raise BadRequest(HTTPStatus.BAD_REQUEST, "'data' must hold numbers (not strings, not booleans)")
     try:
         array = np.asarray(data, dtype=np.float32).reshape(shape)
     except (TypeError, ValueError, OverflowError):

@@ -1,0 +1,104 @@
+"""Hostile files (issue 14, defects 2, 4, 7 and 9): a tiny model file that asks for a huge network, special
+files in place of inputs, passphrase files of several lines. Each is a one-line error with its exit code,
+in bounded time and memory; never an internal error (70)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from helpers import run
+
+
+def model_file(path, architecture: str, arguments: dict, tensors: dict | None = None) -> None:
+    import torch
+    from safetensors.torch import save
+
+    metadata = {"format": "wmproof-model/1", "architecture": architecture, "arguments": json.dumps(arguments)}
+    path.write_bytes(save(tensors or {"x": torch.zeros(1)}, metadata=metadata))
+
+
+@pytest.mark.parametrize(
+    "architecture, arguments, message",
+    [
+        ("mnist_mlp", {"hidden": 20_000}, "tensors do not match architecture"),  # 1.9 GB before the fix
+        ("mnist_mlp", {"hidden": 1 << 30}, "hidden must be an integer in 1..131072"),
+        ("resnet_small", {"depth": 30_002}, "depth must be an integer in 1..1202"),  # 30,000 blocks
+        ("mnist_mlp", {"dropout": float("nan")}, "finite"),
+        ("mnist_mlp", {"dropout": 1.5}, "dropout must lie in [0, 1)"),
+        ("mnist_cnn", {"input_shape": [1, 100_000, 28]}, "input_shape must be positive, at most"),
+        ("mnist_cnn", {"num_classes": 10**9}, "num_classes must be an integer in 2..100000"),
+    ],
+)
+def test_model_metadata_cannot_make_a_reader_allocate(tmp_path, architecture, arguments, message):
+    """The arguments are checked against bounds and, on the meta device (no memory), against the file's own
+    tensors, before anything is built."""
+    model_file(tmp_path / "m.safetensors", architecture, arguments)
+    assert os.path.getsize(tmp_path / "m.safetensors") < 400
+    probe = (
+        "import resource, time, sys\n"
+        "from wmproof.engine.models import load_model\n"
+        "from wmproof.errors import MalformedInput\n"
+        "t = time.monotonic()\n"
+        "try:\n"
+        f"    load_model({str(tmp_path / 'm.safetensors')!r})\n"
+        "except MalformedInput as exc:\n"
+        "    print(exc)\n"
+        "print(time.monotonic() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    error, measured = done.stdout.strip().splitlines()
+    seconds, peak_mib = measured.split()
+    assert message in error, error
+    assert float(seconds) < 5 and int(peak_mib) < 800, measured  # torch itself is about 250 MiB
+
+
+def test_nested_model_arguments_are_refused_not_recursed(tmp_path):
+    import torch
+    from safetensors.torch import save
+
+    arguments = "[" * 100_000 + "]" * 100_000
+    metadata = {"format": "wmproof-model/1", "architecture": "mnist_mlp", "arguments": arguments}
+    (tmp_path / "m.safetensors").write_bytes(save({"x": torch.zeros(1)}, metadata=metadata))
+    assert "invalid architecture metadata" in run("evaluate", "--model", tmp_path / "m.safetensors", code=3).stderr
+
+
+def test_special_files_are_refused_at_once(tmp_path):
+    """A named pipe with no writer used to block forever; /dev/zero was read until memory ran out."""
+    os.mkfifo(tmp_path / "pipe")
+    for path, kind in ((tmp_path / "pipe", "a named pipe"), ("/dev/zero", "a character device")):
+        t0 = time.monotonic()
+        for args in (["check", path], ["verify", "--key", path, "--vk", path, "--model", path]):
+            assert kind in run(*args, code=2).stderr
+        (tmp_path / "out.wid").unlink(missing_ok=True)
+        assert kind in run("identity", "new", "--out", tmp_path / "out.wid", "--passphrase-file", path, code=2).stderr
+        assert time.monotonic() - t0 < 10
+
+
+def test_a_file_that_grows_past_its_cap_while_read_is_refused(tmp_path, monkeypatch):
+    """The cap counts the bytes read, not what stat() said."""
+    from wmproof import fileio
+    from wmproof.errors import MalformedInput
+
+    (tmp_path / "f").write_bytes(b"x" * 100)
+    real_fstat = os.fstat
+    monkeypatch.setattr(fileio.os, "fstat", lambda fd: os.stat_result((*real_fstat(fd)[:6], 1, *real_fstat(fd)[7:])))
+    with pytest.raises(MalformedInput, match="more than 50 bytes"):
+        fileio.read_file(tmp_path / "f", "a test file", max_size=50)
+
+
+def test_passphrase_files_hold_one_line(tmp_path):
+    for content, ok in ((b"secret\n", True), (b"secret", True), (b"secret\r\n", True), (b"a\nb\n", False),
+                        (b"a\n\n", False), (b"\n", False)):  # fmt: skip
+        (tmp_path / "pass.txt").write_bytes(content)
+        (tmp_path / "x.wid").unlink(missing_ok=True)
+        result = run("identity", "new", "--out", tmp_path / "x.wid", "--passphrase-file", tmp_path / "pass.txt",
+                     code=0 if ok else 2)  # fmt: skip
+        assert ok or "one line" in result.stderr or "is empty" in result.stderr
+    assert "file not found" in run("identity", "new", "--out", tmp_path / "y.wid", "--passphrase-file",
+                                   tmp_path / "missing.txt", code=5).stderr  # fmt: skip
