@@ -124,13 +124,19 @@ def test_secrets_never_appear_in_output(owner_files, trained, keypair):
             "--model",
             trained["clean"],
             "--passphrase-file",
-            owner_files["dir"] / "k2.wvk",
+            wrong_passphrase(owner_files),
             code=2,
         ),  # wrong passphrase
     ]
     text = "".join(r.stdout + r.stderr for r in outputs)
     for secret in secrets:
         assert secret not in text
+
+
+def wrong_passphrase(files) -> Path:
+    path = files["dir"] / "wrong-pass.txt"
+    path.write_text("not the passphrase\n")
+    return path
 
 
 def test_no_option_takes_a_passphrase_on_the_command_line(owner_files):
@@ -200,7 +206,7 @@ def test_verify_exit_codes(owner_files, trained, keypair, tmp_path):
 def test_encrypted_key_needs_its_passphrase(owner_files, trained):
     args = ["verify", "--key", owner_files["mk"], "--vk", owner_files["vk"], "--model", trained["clean"]]
     assert "encrypted" in run(*args, code=2).stderr  # no terminal to ask on, no file given
-    assert "wrong passphrase" in run(*args, "--passphrase-file", owner_files["vk"], code=2).stderr
+    assert "wrong passphrase" in run(*args, "--passphrase-file", wrong_passphrase(owner_files), code=2).stderr
     run(*args, "--passphrase-file", owner_files["pass"], code=1)
 
 
@@ -220,7 +226,7 @@ def test_keygen_refuses_to_store_a_secret_without_a_decision(owner_files):
     # Outputs that exist are refused before any work, and nothing is half-written.
     result = keygen(owner_files, "new", "--no-passphrase", verification_key=owner_files["vk"], code=2)
     assert "exists" in result.stderr and not (owner_files["dir"] / "new.wmk").exists()
-    keygen(owner_files, "b", "--no-passphrase", passphrase_file=owner_files["dir"] / "none.txt", code=2)
+    keygen(owner_files, "b", "--no-passphrase", passphrase_file=owner_files["dir"] / "none.txt", code=5)  # I/O
     keygen(owner_files, "c", "--no-passphrase", "--alpha", "2", code=2)
     keygen(owner_files, "d", "--no-passphrase", "--items", "5", code=2)  # too few items for alpha = 1e-6
 

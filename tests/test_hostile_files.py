@@ -102,3 +102,15 @@ def test_passphrase_files_hold_one_line(tmp_path):
         assert ok or "one line" in result.stderr or "is empty" in result.stderr
     assert "file not found" in run("identity", "new", "--out", tmp_path / "y.wid", "--passphrase-file",
                                    tmp_path / "missing.txt", code=5).stderr  # fmt: skip
+
+
+def test_evidence_files_nested_deep_or_of_another_format_are_refused(tmp_path, owner):
+    from wmproof.errors import MalformedInput
+    from wmproof.protocol.evidence import load_evidence, sign_evidence
+
+    (tmp_path / "deep.json").write_bytes(b'{"evidence": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    with pytest.raises(MalformedInput, match="not a validly signed"):
+        load_evidence(tmp_path / "deep.json")
+    (tmp_path / "other.json").write_bytes(sign_evidence({"format": "something-else/1", "queries": []}, owner))
+    with pytest.raises(MalformedInput, match="not a wmproof-remote-evidence/1 transcript"):
+        load_evidence(tmp_path / "other.json")

@@ -158,6 +158,8 @@ def unseal(data: bytes | Container, passphrase: PassphraseSource) -> SealedConte
         secret = passphrase() if callable(passphrase) else passphrase
         if not secret:
             raise PassphraseRequired("this file is encrypted: a passphrase is required")
+        if len(container.body) < nacl.bindings.crypto_aead_xchacha20poly1305_ietf_ABYTES:
+            raise MalformedContainer("truncated sealed contents (shorter than the authentication tag)")
         key = _derive_key(secret, salt, params)
         try:
             plaintext = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(

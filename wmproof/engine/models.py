@@ -61,6 +61,7 @@ from torch import nn
 
 from ..errors import MalformedInput, UsageError
 from ..fileio import read_file, write_file
+from ..untrusted import parse_json
 
 MODEL_FORMAT = "wmproof-model/1"
 MAX_MODEL_SIZE = 4 << 30  # model files are read whole; larger ones are not what this zoo makes
@@ -645,7 +646,7 @@ def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu")
         except UsageError as exc:
             raise UsageError(f"{path}: {exc}") from None
     try:
-        arguments = json.loads(metadata.get("arguments", ""))
+        arguments = parse_json(metadata.get("arguments", ""))
         if not isinstance(arguments, dict):
             raise ValueError
         # First on the meta device: no memory, so that arguments that do not fit the file's tensors (a
@@ -675,7 +676,7 @@ def _read_metadata(data: bytes) -> dict[str, str]:
     n = int.from_bytes(data[:8], "little")
     if n > len(data) - 8 or n > 100_000_000:
         raise ValueError("bad header length")
-    header = json.loads(data[8 : 8 + n].decode("utf-8"))
+    header = parse_json(data[8 : 8 + n])
     metadata = header.get("__metadata__", {}) if isinstance(header, dict) else {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise ValueError("bad metadata")

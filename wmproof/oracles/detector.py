@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import MalformedInput, UsageError
 from ..fileio import read_file, write_file
+from ..untrusted import parse_json
 from .base import Answers, Oracle, as_inputs
 
 DETECTOR_FORMAT = "wmproof-detector/1"
@@ -77,7 +78,10 @@ class Detector:
         try:
             tensors = load(data)
             header_len = int.from_bytes(data[:8], "little")
-            metadata = json.loads(data[8 : 8 + header_len]).get("__metadata__", {})
+            header = parse_json(data[8 : 8 + header_len])
+            metadata = header.get("__metadata__", {}) if isinstance(header, dict) else None
+            if not isinstance(metadata, dict):
+                raise ValueError
         except (SafetensorError, ValueError, UnicodeDecodeError):
             raise MalformedInput(f"{path} is not a safetensors detector file") from None
         if metadata.get("format") != DETECTOR_FORMAT or set(tensors) != {
@@ -89,8 +93,8 @@ class Detector:
             raise MalformedInput(f"{path} is not a wmproof detector")
         try:
             threshold = float(metadata["threshold"])
-            info = json.loads(metadata["info"])
-        except (KeyError, ValueError):
+            info = parse_json(metadata["info"])
+        except (KeyError, ValueError, TypeError):
             raise MalformedInput(f"{path}: malformed detector metadata") from None
         if tensors["l1.weight"].shape[0] != HIDDEN or tensors["l2.weight"].shape != (1, HIDDEN):
             raise MalformedInput(f"{path}: unexpected detector shapes")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 
 from ..errors import MalformedInput, UsageError
 from ..fileio import read_file
+from ..untrusted import parse_json
 from .base import Answers, Oracle, as_inputs, posteriors_from_scores
 
 ONNX_FORMAT = "wmproof-onnx/1"
@@ -78,7 +78,7 @@ class OnnxModelOracle(Oracle):
 
     def _from_metadata(self, where: str) -> None:
         try:
-            shape = json.loads(self.metadata["wmproof.input_shape"])
+            shape = parse_json(self.metadata["wmproof.input_shape"])
             self.num_classes = int(self.metadata["wmproof.num_classes"])
             self.input_datatype = self.metadata["wmproof.input_datatype"]
             if (

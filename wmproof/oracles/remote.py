@@ -62,6 +62,7 @@ from urllib.parse import quote, urlsplit
 
 import numpy as np
 
+from .. import untrusted
 from ..errors import ExitCode, MalformedInput, UsageError, WmproofError
 from .base import INPUT_DATATYPES, Answers, Oracle, as_inputs
 
@@ -112,11 +113,11 @@ def split_body(body: bytes | bytearray, header_length: str | None) -> tuple[Any,
 
 
 def parse_json(data: bytes) -> Any:
-    """JSON from the other side of the connection, whatever it sent: ValueError (never RecursionError, never a
-    UnicodeDecodeError) for anything that is not a JSON document, however deeply nested."""
+    """JSON from the other side of the connection, whatever it sent (:func:`wmproof.untrusted.parse_json`):
+    ValueError for anything that is not a JSON document of reasonable depth."""
     try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        return untrusted.parse_json(data)
+    except ValueError:
         raise ValueError("the body is not JSON") from None
 
 

@@ -19,7 +19,10 @@ from ..crypto import CryptoError, VerifyKey, tagged_hash
 from ..crypto.tags import REMOTE_EVIDENCE
 from ..errors import MalformedInput
 from ..fileio import read_file, write_file
+from ..untrusted import parse_json
 from .identity import Identity
+
+EVIDENCE_FORMAT = "wmproof-remote-evidence/1"
 
 
 def _canonical_json(document: Any) -> bytes:
@@ -39,16 +42,21 @@ def sign_evidence(evidence: dict[str, Any], identity: Identity) -> bytes:
 def open_evidence(data: bytes, where: str = "evidence") -> tuple[dict[str, Any], VerifyKey]:
     """The evidence and its signer, once the signature is checked."""
     try:
-        signed = json.loads(data)
+        signed = parse_json(data)
         if set(signed) != {"evidence", "signer", "signature"}:
             raise ValueError
         signer = VerifyKey(bytes.fromhex(signed["signer"]))
         signer.verify(
             tagged_hash(REMOTE_EVIDENCE, _canonical_json(signed["evidence"])), bytes.fromhex(signed["signature"])
         )
-    except (ValueError, TypeError, AttributeError, CryptoError):
+    except (ValueError, TypeError, AttributeError, CryptoError, RecursionError):
         raise MalformedInput(f"{where}: not a validly signed evidence transcript") from None
-    return signed["evidence"], signer
+    evidence = signed["evidence"]
+    if not isinstance(evidence, dict) or evidence.get("format") != EVIDENCE_FORMAT:
+        raise MalformedInput(f"{where}: signed, but not a {EVIDENCE_FORMAT} transcript")
+    if not isinstance(evidence.get("queries"), list) or not isinstance(evidence.get("server"), dict):
+        raise MalformedInput(f"{where}: signed, but its queries or server are missing")
+    return evidence, signer
 
 
 def save_evidence(data: bytes, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:

@@ -93,7 +93,12 @@ def item_record(item: TriggerItem) -> dict[str, Any]:
 
 
 def _tensor_from_record(tensor: Any, where: str) -> np.ndarray:
-    if not isinstance(tensor, dict) or set(tensor) != {"dtype", "shape", "data"} or tensor["dtype"] not in DTYPES:
+    if (
+        not isinstance(tensor, dict)
+        or set(tensor) != {"dtype", "shape", "data"}
+        or not isinstance(tensor["dtype"], str)  # a list or map is no dtype (and no dict key)
+        or tensor["dtype"] not in DTYPES
+    ):
         raise MalformedInput(f"{where}: malformed trigger item input")
     shape = tensor["shape"]
     if not (isinstance(shape, list) and len(shape) == 3 and all(type(s) is int and 0 < s <= 4096 for s in shape)):
