@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from wmproof.protocol import Identity, read_public_identity, save_identity
+from wmproof.protocol import Identity, PublicIdentity, load_identity, read_public_identity, save_identity
 
 from .common import (
     JsonOption,
@@ -17,6 +17,7 @@ from .common import (
     emit,
     handle_errors,
     note,
+    passphrase_to_read,
     passphrase_to_write,
     stdout,
 )
@@ -69,30 +70,46 @@ def new(
 @handle_errors
 def show(
     path: Annotated[Path, typer.Argument(help="An identity file.")],
+    passphrase_file: PassphraseFileOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show an identity's public key and fingerprint (no passphrase needed).
+    """Show an identity's public key and fingerprint, and whether they were authenticated.
 
-    The public key is read from the file's header, which is authenticated when the identity is opened
-    with its passphrase (by keygen), not by this command: compare fingerprints over a trusted channel.
+    An encrypted identity's header (public key, label) is authenticated only when the identity is opened:
+    with --passphrase-file the file is opened and its public key checked against its secret key; without it,
+    the output says the header is not authenticated (a file whose header was replaced shows someone else's
+    key). An unencrypted identity is always checked, since its secret key is in the clear.
 
-    Example:
+    Examples:
 
-        wmproof identity show alice.wid
+        wmproof identity show alice.wid --passphrase-file pass.txt
+
+        wmproof identity show alice.wid --json
     """
     public = read_public_identity(path)
+    authenticated = False
+    if passphrase_file is not None or not public.encrypted:
+        opened = load_identity(path, passphrase_to_read(passphrase_file, str(path)))
+        public = PublicIdentity(opened.public_key, opened.label, public.encrypted)
+        authenticated = True
     data = {
         "path": str(path),
         "public_key": bytes(public.public_key).hex(),
         "fingerprint": public.public_key.fingerprint,
         "label": public.label,
         "encrypted": public.encrypted,
+        "authenticated": authenticated,
     }
 
     def human() -> None:
-        stdout.print(f"identity    {path}" + (f"  ({public.label})" if public.label else ""))
+        stdout.print(f"identity    {path}" + (f"  ({public.label})" if public.label else ""), highlight=False)
         stdout.print(f"fingerprint {public.public_key.fingerprint}")
         stdout.print(f"public key  {bytes(public.public_key).hex()}")
         stdout.print(f"encrypted   {'yes' if public.encrypted else 'NO'}")
+        stdout.print(
+            "checked     yes: the public key matches the secret key"
+            if authenticated
+            else "checked     NO: read from the header without the passphrase (--passphrase-file checks it)"
+        )
 
     emit(data, as_json, human)

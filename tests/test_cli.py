@@ -57,7 +57,8 @@ def test_identity_new_and_show(tmp_path):
     assert "unencrypted" in out.stderr
     shown = json.loads(run("identity", "show", tmp_path / "id.wid", "--json").stdout)
     assert shown["fingerprint"] == created["fingerprint"] and shown["encrypted"] is False
-    assert set(shown) == {"path", "public_key", "fingerprint", "label", "encrypted"}
+    assert set(shown) == {"path", "public_key", "fingerprint", "label", "encrypted", "authenticated"}
+    assert shown["authenticated"] is True  # unencrypted: the secret key is there to check the header against
     run("identity", "new", "--out", tmp_path / "id.wid", "--no-passphrase", code=2)  # exists
     run("identity", "new", "--out", tmp_path / "id.wid", "--no-passphrase", "--overwrite")
 

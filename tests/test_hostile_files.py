@@ -114,3 +114,24 @@ def test_evidence_files_nested_deep_or_of_another_format_are_refused(tmp_path, o
     (tmp_path / "other.json").write_bytes(sign_evidence({"format": "something-else/1", "queries": []}, owner))
     with pytest.raises(MalformedInput, match="not a wmproof-remote-evidence/1 transcript"):
         load_evidence(tmp_path / "other.json")
+
+
+def test_identity_show_says_whether_the_header_was_authenticated(tmp_path):
+    """Defect 9: a header whose public key was replaced was shown as the identity's, exit 0, unflagged."""
+    from wmproof.crypto.container import container_prefix, parse_container
+    from wmproof.crypto.sealed import TEST_KDF
+    from wmproof.protocol import Identity
+
+    owner, other = Identity.generate("owner"), Identity.generate("other")
+    container = parse_container(owner.to_bytes(b"pw", TEST_KDF))
+    forged = container_prefix({**container.header, "public_key": bytes(other.public_key)}) + container.body
+    (tmp_path / "forged.wid").write_bytes(forged)
+    (tmp_path / "pw.txt").write_text("pw\n")
+    shown = json.loads(run("identity", "show", tmp_path / "forged.wid", "--json").stdout)
+    assert shown["authenticated"] is False and shown["fingerprint"] == other.public_key.fingerprint
+    error = run("identity", "show", tmp_path / "forged.wid", "--passphrase-file", tmp_path / "pw.txt", code=None)
+    assert error.exit_code in (2, 3) and "error:" in error.stderr
+    (tmp_path / "real.wid").write_bytes(owner.to_bytes(b"pw", TEST_KDF))
+    checked = json.loads(run("identity", "show", tmp_path / "real.wid", "--passphrase-file", tmp_path / "pw.txt",
+                             "--json").stdout)  # fmt: skip
+    assert checked["authenticated"] is True and checked["fingerprint"] == owner.public_key.fingerprint
