@@ -58,12 +58,9 @@ def read_container(path: str | os.PathLike[str], kind: str) -> Container:
     except MalformedContainer as exc:
         raise MalformedInput(f"{path}: damaged {noun} file ({exc})") from None
     if container.kind != kind:
-        other = (
-            _with_article(KIND_NOUNS[container.kind])
-            if container.kind in KIND_NOUNS
-            else (f"a wmproof '{container.kind}' file")
-        )
-        raise UsageError(f"{path} is {other}, not {what}")
+        if container.kind not in KIND_NOUNS:  # no kind wmproof writes: a damaged file, not the wrong one
+            raise MalformedInput(f"{path}: damaged {noun} file (unknown kind {container.kind[:40]!r})")
+        raise UsageError(f"{path} is {_with_article(KIND_NOUNS[container.kind])}, not {what}")
     if container.version != 1:
         raise MalformedInput(f"{path}: unsupported {kind} format version {container.version}")
     return container

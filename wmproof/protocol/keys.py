@@ -385,8 +385,12 @@ def parse_verification_key(data: bytes, where: str = "verification key") -> Veri
     )
     if not ok:
         raise MalformedInput(f"{where}: malformed verification key fields")
-    scheme = get_scheme(s["scheme"])
-    if scheme.validate_params(s["params"]) != s["params"]:
+    try:  # signed by the owner, but a file's contents all the same: malformed input (3), not a usage error
+        scheme = get_scheme(s["scheme"])
+        complete = scheme.validate_params(s["params"])
+    except UsageError as exc:
+        raise MalformedInput(f"{where}: {exc}") from None
+    if complete != s["params"]:
         raise MalformedInput(f"{where}: incomplete scheme parameters")
     alpha = Fraction(*s["alpha"])
     if [alpha.numerator, alpha.denominator] != s["alpha"]:
