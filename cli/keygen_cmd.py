@@ -13,8 +13,6 @@ from wmproof.errors import UsageError
 from wmproof.protocol import (
     keygen,
     load_identity,
-    save_marking_key,
-    save_verification_key,
 )
 from wmproof.schemes import KeyGenContext, MatchCount, get_scheme, scheme_names
 from wmproof.stats import format_probability, parse_probability
@@ -301,6 +299,11 @@ def keygen_command(
         significance = parse_probability(alpha)
     except ValueError as exc:
         raise UsageError(f"--alpha: {exc}") from None
+    if marking_key.exists() and not verification_key.exists() and not overwrite:
+        raise UsageError(
+            f"{marking_key} exists without its verification key {verification_key} (a keygen stopped before "
+            "writing it?): such a marking key cannot be used; remove it or pass --overwrite"
+        )
     check_outputs(marking_key, verification_key, overwrite=overwrite)
     key_passphrase = passphrase_to_write(passphrase_file, no_passphrase, "the marking key")
     owner = load_identity(identity, passphrase_to_read(identity_passphrase_file, str(identity)))
@@ -352,12 +355,20 @@ def keygen_command(
             [item.index in kept for item in committed],
             overwrite=overwrite,
         )
-    save_marking_key(mk, marking_key, key_passphrase, overwrite=overwrite)
-    try:
-        save_verification_key(vk, verification_key, overwrite=overwrite)
-    except Exception:
-        marking_key.unlink(missing_ok=True)  # no half-finished pair
-        raise
+    # Both files are written and synced before either is named, so that a full disk fails before any of the
+    # pair exists and a kill can only fall in the microseconds between the two links.
+    from wmproof.fileio import commit_file, prepare_file
+
+    with (
+        prepare_file(marking_key, mk.to_bytes(key_passphrase), secret=True, overwrite=overwrite) as secret_half,
+        prepare_file(verification_key, vk.raw, secret=False, overwrite=overwrite) as public_half,
+    ):
+        commit_file(secret_half)
+        try:
+            commit_file(public_half)
+        except BaseException:
+            marking_key.unlink(missing_ok=True)  # no half-finished pair
+            raise
     if key_passphrase is None:
         note("the marking key is stored unencrypted")
     data = {

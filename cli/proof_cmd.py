@@ -76,8 +76,9 @@ def prove_command(
 
         wmproof prove -k key.wmk --vk key.wvk -i alice.wid -m suspect.safetensors -o suspect.wpf
     """
+    from wmproof.fileio import commit_file, prepare_file
     from wmproof.protocol import load_identity, load_marking_key, load_verification_key, save_marking_key
-    from wmproof.protocol.proofs import api_suspect, make_proof, model_file_suspect, save_proof
+    from wmproof.protocol.proofs import api_suspect, make_proof, model_file_suspect
 
     if (model is None) == (url is None) or (url is not None and not model_name):
         raise UsageError("name the suspect with --model FILE or with --url URL --model-name NAME")
@@ -96,8 +97,12 @@ def prove_command(
     marking_key = load_marking_key(key, remembered)
     owner = load_identity(identity, passphrase_to_read(identity_passphrase_file, str(identity)))
     proof, spent = make_proof(marking_key, verification_key, owner, suspect, batch=batch)
-    save_marking_key(spent, key, asked[-1] if asked else None, overwrite=True)
-    save_proof(proof, out, overwrite=overwrite)
+    # The proof is written (unnamed) before the batch is spent, so that a full disk or an unwritable directory
+    # costs nothing; the marking key is rewritten before the proof gets its name, so that a batch is never
+    # opened twice.
+    with prepare_file(out, proof, secret=False, overwrite=overwrite) as prepared:
+        save_marking_key(spent, key, asked[-1] if asked else None, overwrite=True)
+        commit_file(prepared)
     opened = sorted(set(spent.spent) - set(marking_key.spent))[0]
     left = len(verification_key.batches) - len(spent.spent)
     data = {"proof": str(out), "batch": opened, "batches_left": left, "bytes": len(proof)}

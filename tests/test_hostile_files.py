@@ -135,3 +135,49 @@ def test_identity_show_says_whether_the_header_was_authenticated(tmp_path):
     checked = json.loads(run("identity", "show", tmp_path / "real.wid", "--passphrase-file", tmp_path / "pw.txt",
                              "--json").stdout)  # fmt: skip
     assert checked["authenticated"] is True and checked["fingerprint"] == owner.public_key.fingerprint
+
+
+def test_a_leftover_from_a_killed_replacement_is_removed_by_the_next_write(tmp_path):
+    """Defect 6: a process killed between linking the new file and renaming it over the old one left a
+    complete 0600 copy under a temporary name, for good."""
+    from wmproof.crypto import write_atomic
+    from wmproof.crypto.atomic import PreparedWrite
+
+    (tmp_path / "key.wmk").write_bytes(b"old")
+    leftover = tmp_path / ".key.wmk.0123456789abcdef.tmp"
+    leftover.write_bytes(b"a complete secret copy")
+    other = tmp_path / ".key.wmk.not-ours.tmp"
+    other.write_bytes(b"someone else's")
+    write_atomic(tmp_path / "key.wmk", b"new", overwrite=True)
+    assert (tmp_path / "key.wmk").read_bytes() == b"new" and not leftover.exists() and other.exists()
+    with PreparedWrite(tmp_path / "never.wpf", b"x", mode=0o644):
+        pass  # not committed: nothing appears
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".key.wmk.not-ours.tmp", "key.wmk"]
+
+
+def test_prove_spends_no_batch_when_the_proof_cannot_be_written(tmp_path, keypair, owner):
+    """Defect 6: the batch was spent before the proof was written; now the proof is written (unnamed) first."""
+    from wmproof.protocol import load_marking_key, save_identity, save_marking_key, save_verification_key
+
+    mk, vk = keypair
+    save_marking_key(mk, tmp_path / "k.wmk", None)
+    save_verification_key(vk, tmp_path / "k.wvk")
+    save_identity(owner, tmp_path / "o.wid", None)
+    before = (tmp_path / "k.wmk").read_bytes()
+    args = ["prove", "-k", tmp_path / "k.wmk", "--vk", tmp_path / "k.wvk", "-i", tmp_path / "o.wid",
+            "--url", "http://127.0.0.1:1", "--model-name", "m"]  # fmt: skip
+    failed = run(*args, "--out", "/proc/proof.wpf", code=None)  # a directory no file can be created in
+    assert failed.exit_code in (2, 5) and "error:" in failed.stderr
+    assert (tmp_path / "k.wmk").read_bytes() == before and load_marking_key(tmp_path / "k.wmk", None).spent == ()
+    run(*args, "--out", tmp_path / "p.wpf")
+    assert load_marking_key(tmp_path / "k.wmk", None).spent == (0,) and (tmp_path / "p.wpf").exists()
+
+
+def test_keygen_names_a_marking_key_left_without_its_verification_key(tmp_path, owner):
+    from wmproof.protocol import save_identity
+
+    save_identity(owner, tmp_path / "o.wid", None)
+    (tmp_path / "k.wmk").write_bytes(b"left by a keygen killed between the two files")
+    error = run("keygen", "-i", tmp_path / "o.wid", "--no-passphrase", "--marking-key", tmp_path / "k.wmk",
+                "--verification-key", tmp_path / "k.wvk", code=2).stderr  # fmt: skip
+    assert "exists without its verification key" in error

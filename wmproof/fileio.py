@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .crypto import UnsafeDestination, write_atomic
+from .crypto.atomic import PreparedWrite
 from .errors import FileAccessError, MalformedInput, UsageError
 
 MAX_FILE_SIZE = 256 << 20
@@ -83,10 +84,10 @@ def sha256_file(path: str | os.PathLike[str], what: str) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def write_file(path: str | os.PathLike[str], data: bytes, *, secret: bool, overwrite: bool) -> None:
-    """Atomic write: 0600 for secrets, 0644 for public files."""
+@contextmanager
+def _writing(path: str | os.PathLike[str]) -> Iterator[None]:
     try:
-        write_atomic(path, data, mode=0o600 if secret else 0o644, overwrite=overwrite)
+        yield
     except UnsafeDestination as exc:
         raise UsageError(str(exc)) from None
     except FileNotFoundError:
@@ -95,3 +96,21 @@ def write_file(path: str | os.PathLike[str], data: bytes, *, secret: bool, overw
         raise FileAccessError(f"cannot write {path}: permission denied") from None
     except OSError as exc:
         raise FileAccessError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def write_file(path: str | os.PathLike[str], data: bytes, *, secret: bool, overwrite: bool) -> None:
+    """Atomic write: 0600 for secrets, 0644 for public files."""
+    with _writing(path):
+        write_atomic(path, data, mode=0o600 if secret else 0o644, overwrite=overwrite)
+
+
+def prepare_file(path: str | os.PathLike[str], data: bytes, *, secret: bool, overwrite: bool) -> PreparedWrite:
+    """The first half of :func:`write_file`: the bytes written and synced, under no name yet. A full disk or
+    an unwritable directory fails here; :func:`commit_file` names the file, ``.abort()`` discards it."""
+    with _writing(path):
+        return PreparedWrite(path, data, mode=0o600 if secret else 0o644, overwrite=overwrite)
+
+
+def commit_file(prepared: PreparedWrite) -> None:
+    with _writing(prepared.dest):
+        prepared.commit()
