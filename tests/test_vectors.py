@@ -223,3 +223,19 @@ def test_vectors_are_reproducible_by_their_script(tmp_path):
     subprocess.run([sys.executable, str(copy / "make_vectors.py")], check=True, capture_output=True)
     for path in VECTORS.glob("*.json"):
         assert (copy / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+def test_the_hexdump_in_formats_md_is_the_vector():
+    """docs/formats.md quotes the verification-key vector byte for byte; it must not drift from it."""
+    import json
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    raw = bytes.fromhex(json.loads((root / "docs/vectors/keys.json").read_text())["cases"][0]["verification_key"])
+    text = (root / "docs/formats.md").read_text()
+    section = text.split("The vector in `docs/vectors/keys.json`, as bytes:", 1)[1].split("```", 2)[1]
+    for offset, hexes in re.findall(r"^([0-9a-f]{8}): ((?:[0-9a-f]{2,4} ?)+)", section, re.M):
+        quoted = bytes.fromhex(hexes.replace(" ", ""))
+        assert raw[int(offset, 16) : int(offset, 16) + len(quoted)] == quoted, offset
+    assert f"({len(raw):,} bytes" in section
