@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # wants a newer one, would pull several GB of CUDA packages.
 TORCH  := torch==2.13.0
 
-.PHONY: venv node demo test bench repro vectors contracts clean
+.PHONY: venv node demo test fuzz bench repro vectors contracts clean
 
 $(BIN)/wmproof: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ demo: venv
 
 test: venv node
 	$(BIN)/python -m pytest
+
+# The scheduled fuzzing run: 1,000 cases per target (17,000 in all; CI runs 60 per target).
+fuzz: venv
+	WMPROOF_FUZZ_EXAMPLES=1000 $(BIN)/python -m pytest tests/test_fuzz.py
 
 bench: venv node
 	$(BIN)/python benchmarks/engine.py

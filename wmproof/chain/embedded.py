@@ -22,6 +22,8 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import sys
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -35,6 +37,8 @@ from ..errors import ChainUnavailable, FileAccessError
 
 CHAIN_FILE = "embedded-chain.sqlite"
 LOCK_FILE = "embedded-chain.lock"
+#: Seconds a command waits for another to release the embedded chain.
+LOCK_TIMEOUT = 60.0
 #: eth-tester's first pre-funded development account (private key 0x00..01): public knowledge, which is
 #: fine for a chain that proves nothing to anyone else.
 DEV_ACCOUNT_KEY = (1).to_bytes(32, "big")
@@ -109,7 +113,7 @@ class EmbeddedChain:
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._lock_fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            self._take_lock(self._lock_fd)
             self._db = sqlite3.connect(self.path)
             store = SqliteStore(self._db)
             fresh = store.is_empty()
@@ -136,6 +140,30 @@ class EmbeddedChain:
             self._release(commit=False)
             raise
         return self
+
+    def _take_lock(self, fd: int) -> None:
+        """The exclusive lock, waited for at most ``LOCK_TIMEOUT`` seconds, saying so on stderr once: another
+        wmproof command holds the chain (a long publish, or one that hangs)."""
+        deadline = time.monotonic() + LOCK_TIMEOUT
+        said = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise ChainUnavailable(
+                        f"the embedded chain in {self.directory} is in use by another wmproof command "
+                        f"(waited {LOCK_TIMEOUT:.0f} s); try again once it has finished"
+                    ) from None
+                if not said:
+                    print(
+                        f"waiting for the embedded chain in {self.directory}: another wmproof command holds it "
+                        f"(up to {LOCK_TIMEOUT:.0f} s)",
+                        file=sys.stderr,
+                    )
+                    said = True
+                time.sleep(0.1)
 
     def _none_yet(self) -> str:
         return (
