@@ -99,9 +99,13 @@ def test_gas_targets(chain):
         assert client.confirm(b"\xfe" * 32).leaves == 100
 
 
-def test_out_of_gas_is_a_clear_error_and_registers_nothing(chain):
+def test_a_gas_limit_below_the_estimate_is_refused_and_registers_nothing(chain):
+    """A limit the transaction cannot fit in is refused before anything is sent (it used to be sent, and wait
+    to run out of gas)."""
+    from wmproof.errors import UsageError
+
     with chain.client(gas_limit=30_000) as client:
-        with pytest.raises(ChainUnavailable, match="ran out of gas"):
+        with pytest.raises(UsageError, match="could never be mined"):
             client.register(digest(21))
         assert client.stored(digest(21)) is None
 

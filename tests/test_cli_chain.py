@@ -85,7 +85,7 @@ def test_publish_and_timestamp_on_a_node(node, vks, monkeypatch):
     # Faults, each one line and exit 4, and no record written for a failed publish.
     assert "expected chain 1" in run("timestamp", a, "--chain-id", "1", code=4).stderr
     assert "no contract at" in run("timestamp", a, "--registry", "0x" + "22" * 20, code=4).stderr
-    assert "ran out of gas" in run("publish", b, "--gas-limit", "30000", code=4).stderr
+    assert "could never be mined" in run("publish", b, "--gas-limit", "30000", code=2).stderr  # refused, not sent
     assert not b.with_suffix(".wts").exists()
     monkeypatch.setenv("WMPROOF_RPC_URL", "http://127.0.0.1:9/key-in-the-path")
     failed = run("timestamp", a, code=4)
@@ -102,7 +102,7 @@ def test_publish_with_a_keystore(anvil, node, vks, tmp_path, monkeypatch):
     passfile = tmp_path / "pass.txt"
     passfile.write_text("s3cret\n")
     args = ["publish", vks[0], "--keystore", keystore, "--keystore-passphrase-file"]
-    assert "not found" in run(*args, tmp_path / "missing.txt", code=2).stderr
+    assert "not found" in run(*args, tmp_path / "missing.txt", code=5).stderr  # I/O, as for every missing file
     passfile_wrong = tmp_path / "wrong.txt"
     passfile_wrong.write_text("nope\n")
     assert "wrong passphrase" in run(*args, passfile_wrong, code=2).stderr
@@ -231,3 +231,14 @@ def test_chain_keystore_writes_an_encrypted_account_file(tmp_path):
     assert "exists" in run("chain", "keystore", "--out", tmp_path / "me.json", "--passphrase-file",
                            tmp_path / "pass.txt", code=2).stderr  # fmt: skip
     assert not (tmp_path / "x.json").exists()
+
+
+def test_a_gas_limit_too_low_is_refused_before_anything_is_sent(node, vks):
+    """Issue 14, defect 8: --gas-limit 21000 used to wait 33 s for a transaction that could never be mined."""
+    import time
+
+    t0 = time.monotonic()
+    error = run("publish", vks[0], "--gas-limit", "21000", code=2).stderr
+    assert "below the" in error and "could never be mined" in error and time.monotonic() - t0 < 10
+    assert not vks[0].with_suffix(".wts").exists()
+    run("publish", vks[0])  # and nothing was sent: the key is still unregistered, and publishes

@@ -29,7 +29,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 from web3 import Web3
 
-from ..errors import ChainUnavailable, MalformedInput
+from ..errors import ChainUnavailable, MalformedInput, UsageError
 from .contract import EVENT_TOPIC, is_registry_code, registration_slot, registry_artifact, unpack_registration
 
 UINT32_MAX = (1 << 32) - 1
@@ -102,6 +102,8 @@ def chain_errors(what: str) -> Iterator[None]:
             raise ChainUnavailable(f"{what}: the transaction reverted ({_reason(exc)})") from None
         if isinstance(exc, (Web3Exception, ValueError, OSError)):
             raise ChainUnavailable(f"{what}: {_reason(exc)}") from None
+        if isinstance(exc, (TypeError, KeyError, AttributeError, IndexError)):  # the node's answer is untrusted
+            raise ChainUnavailable(f"{what}: the node answered something malformed ({type(exc).__name__})") from None
         raise
 
 
@@ -118,10 +120,20 @@ def send_transaction(
             "chainId": web3.eth.chain_id,
         }
         if gas_limit is not None:
+            needed = call.estimate_gas({"from": account.address})  # a revert shows here too
+            if gas_limit < needed:
+                raise UsageError(
+                    f"{what}: --gas-limit {gas_limit:,} is below the {needed:,} gas the transaction needs; "
+                    "it could never be mined"
+                )
             params["gas"] = gas_limit
         transaction = call.build_transaction(params)  # estimates gas when no limit is given: a revert shows here
         signed = account.sign_transaction(transaction)
+    # From here the transaction may be out: a failure says so, and how to find out, instead of "cannot reach".
+    sent = f"{what}: transaction {bytes(signed.hash).hex()} may have been sent"
+    with chain_errors(f"{sent}, but sending it failed; `wmproof timestamp` will show whether it was mined"):
         transaction_hash = web3.eth.send_raw_transaction(signed.raw_transaction)
+    with chain_errors(f"{sent}; its receipt could not be read; `wmproof timestamp` will show whether it was mined"):
         receipt = web3.eth.wait_for_transaction_receipt(transaction_hash, timeout=timeout, poll_latency=0.05)
     if receipt["status"] == 1:
         return receipt
