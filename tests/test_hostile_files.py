@@ -181,3 +181,25 @@ def test_keygen_names_a_marking_key_left_without_its_verification_key(tmp_path, 
     error = run("keygen", "-i", tmp_path / "o.wid", "--no-passphrase", "--marking-key", tmp_path / "k.wmk",
                 "--verification-key", tmp_path / "k.wvk", code=2).stderr  # fmt: skip
     assert "exists without its verification key" in error
+
+
+def test_evidence_must_agree_with_itself(tmp_path, owner):
+    """Defect 10: load_evidence checked the signature only. A signer can sign nonsense; it is refused."""
+    from wmproof.errors import MalformedInput
+    from wmproof.protocol.evidence import load_evidence, sign_evidence
+
+    query = {"input_sha256": "ab" * 32, "label": 3, "time": 1.5}
+    good = {"format": "wmproof-remote-evidence/1", "server": {"queries": 2}, "queries": [query, query],
+            "verdict": {"verdict": "rejected", "statistics": {"n": 2}}}  # fmt: skip
+    (tmp_path / "good.json").write_bytes(sign_evidence(good, owner))
+    assert load_evidence(tmp_path / "good.json")[0] == good
+    for change, message in (
+        ({"server": {"queries": 3}}, "counts 3 queries"),
+        ({"queries": [query, {**query, "label": -1}]}, "query 1 is not"),
+        ({"queries": [query, {**query, "input_sha256": "zz"}]}, "query 1 is not"),
+        ({"verdict": {"verdict": "maybe"}}, "no verdict"),
+        ({"verdict": {"verdict": "verified", "statistics": {"n": 50}}}, "about 50 items"),
+    ):
+        (tmp_path / "bad.json").write_bytes(sign_evidence({**good, **change}, owner))
+        with pytest.raises(MalformedInput, match=message):
+            load_evidence(tmp_path / "bad.json")

@@ -56,7 +56,36 @@ def open_evidence(data: bytes, where: str = "evidence") -> tuple[dict[str, Any],
         raise MalformedInput(f"{where}: signed, but not a {EVIDENCE_FORMAT} transcript")
     if not isinstance(evidence.get("queries"), list) or not isinstance(evidence.get("server"), dict):
         raise MalformedInput(f"{where}: signed, but its queries or server are missing")
+    _check_consistent(evidence, where)
     return evidence, signer
+
+
+def _check_consistent(evidence: dict[str, Any], where: str) -> None:
+    """What a signature cannot vouch for: that the transcript agrees with itself. Every query is an input
+    digest, a label and a time; the server's count is the transcript's; the verdict is a verdict, on at most
+    as many items as were queried."""
+    queries = evidence["queries"]
+    for i, query in enumerate(queries):
+        if not (
+            isinstance(query, dict)
+            and set(query) == {"input_sha256", "label", "time"}
+            and isinstance(query["input_sha256"], str)
+            and len(query["input_sha256"]) == 64
+            and all(c in "0123456789abcdef" for c in query["input_sha256"])
+            and type(query["label"]) is int
+            and query["label"] >= 0
+            and type(query["time"]) in (int, float)
+        ):
+            raise MalformedInput(f"{where}: query {i} is not an input digest, a label and a time")
+    counted = evidence["server"].get("queries")
+    if counted is not None and counted != len(queries):
+        raise MalformedInput(f"{where}: the server record counts {counted!r} queries, the transcript {len(queries)}")
+    verdict = evidence.get("verdict")
+    if not isinstance(verdict, dict) or verdict.get("verdict") not in ("verified", "rejected"):
+        raise MalformedInput(f"{where}: no verdict")
+    n = (verdict.get("statistics") or {}).get("n") if isinstance(verdict.get("statistics"), dict) else None
+    if n is not None and (type(n) is not int or n > len(queries)):
+        raise MalformedInput(f"{where}: the verdict is about {n!r} items, but {len(queries)} were queried")
 
 
 def save_evidence(data: bytes, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
