@@ -64,3 +64,33 @@ def test_a_silent_node_costs_one_timeout_not_five():
     listener.close()
     for s in held:
         s.close()
+
+
+def test_a_node_answering_nonsense_is_exit_4_not_a_crash():
+    """Issue 14, defect 4: a node whose eth_chainId answer is an object crashed the CLI (exit 70)."""
+    import json
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from wmproof_cli.main import run_cli
+
+    class Node(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:  # noqa: N802
+            request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            body = json.dumps({"jsonrpc": "2.0", "id": request.get("id"), "result": {"chain": "yes"}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Node)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        assert run_cli(["chain", "info", "--rpc-url", url, "--registry", "0x" + "11" * 20]) == 4
+    finally:
+        server.shutdown()
+        server.server_close()
