@@ -122,6 +122,22 @@ def build_without_task(hidden: int) -> nn.Module:
     return Net(10, [1, 28, 28], hidden)
 
 
+def build_real_tensors_only(num_classes: int, input_shape: list[int]) -> nn.Module:
+    """A factory whose code needs real tensors (it reads one): it cannot build on torch's meta device."""
+    net = Net(num_classes, input_shape)
+    float(next(net.parameters()).sum())  # fails on the meta device
+    return net
+
+
+def test_a_trusted_factory_that_cannot_build_on_the_meta_device_still_loads(tmp_path):
+    net = build_real_tensors_only(10, [1, 28, 28])
+    arguments = {"num_classes": 10, "input_shape": [1, 28, 28]}
+    wmproof.save_model(net, tmp_path / "r.safetensors", architecture=build_real_tensors_only, arguments=arguments)
+    loaded = wmproof.load_model(tmp_path / "r.safetensors", trust=["test_python_api"])
+    x = torch.rand(2, 1, 28, 28)
+    assert torch.equal(loaded.module(x), net.eval()(x))
+
+
 def test_a_factory_model_loads_only_from_a_trusted_module(tmp_path):
     net = Net(10, [1, 28, 28], hidden=8)
     path = tmp_path / "net.safetensors"
@@ -251,6 +267,9 @@ def test_any_callable_is_a_suspect_and_bad_answers_are_refused(keypair):
         wmproof.verify(mk, vk, lambda b: 1 / 0)
     with pytest.raises(UsageError, match="num_classes= and input_shape="):
         wmproof.as_oracle(module)
+    module.train()
+    wmproof.verify(mk, vk, module)
+    assert module.training  # verifying a model in the middle of its training loop leaves it training
 
 
 def test_the_trigger_mixer_cycles_through_every_item_and_fit_is_unchanged(keypair):
