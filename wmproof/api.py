@@ -176,7 +176,8 @@ def as_oracle(
     """Whatever names a suspect, as an oracle:
 
     * an :class:`~wmproof.oracles.Oracle`, as it is;
-    * a ``torch.nn.Module`` (evaluated in eval mode, on ``device``) or a loaded model file;
+    * a ``torch.nn.Module`` (moved to ``device`` and put in eval mode; :func:`verify` restores training mode
+      afterwards) or a loaded model file;
     * a URL (``http://`` or ``https://``) of an Open Inference Protocol API, with ``model_name``;
     * a path: a wmproof model file, or an ``.onnx`` file (onnxruntime, no torch);
     * any other callable from inputs (N, C, H, W) to labels (N,) or scores (N, K).
@@ -226,9 +227,14 @@ def verify(
     the items and the key's rule decides. ``report.verified`` is the verdict; ``report.test`` has the test,
     n and p-value."""
     num_classes, input_shape = _task_of(vk)
+    training = bool(getattr(suspect, "training", False))  # a module in the middle of its training loop
     oracle = as_oracle(suspect, num_classes=num_classes, input_shape=input_shape, model_name=model_name, device=device)
     name = suspect if isinstance(suspect, (str, os.PathLike)) else type(suspect).__name__
-    return verify_private(mk, vk, oracle, suspect_name=str(name))
+    try:
+        return verify_private(mk, vk, oracle, suspect_name=str(name))
+    finally:
+        if training:
+            suspect.train()  # as_oracle evaluates in eval mode; the caller's loop goes on in training mode
 
 
 # ----------------------------------------------------------------------------------------------- attacks
