@@ -204,3 +204,20 @@ def test_the_server_answers_hostile_requests_with_4xx(trained):
                 urllib.request.urlopen(request, timeout=10)
             assert 400 <= caught.value.code < 500, case
             assert "error" in json.loads(caught.value.read()), case
+
+
+def test_a_body_larger_than_any_valid_request_is_refused_before_it_is_read(trained):
+    """Issue 14, defect 5: one 60 MB JSON body cost the server hundreds of MB to parse before its batch was
+    refused. The body bound follows from the batch bound: 1,024 MNIST images cannot take 60 MB. The answer
+    comes from the headers alone: not one byte of the body is sent."""
+    import socket
+
+    from wmproof.oracles.local import LocalModelOracle
+    from wmproof.oracles.server import InferenceServer
+
+    with InferenceServer(LocalModelOracle.from_file(trained["marked"], "cpu"), "m") as server:
+        assert server.max_body < 20 << 20  # 1,024 x 784 values of at most 24 characters, and the JSON around them
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(b"POST /v2/models/m/infer HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (60 << 20))
+            assert s.recv(100).startswith(b"HTTP/1.1 413")
