@@ -241,6 +241,10 @@ def keygen_command(
     code does (away from the target class, then toward its features): what lets the watermark reach a model
     extracted from your API (docs/reproductions/feature-sharing.md).
 
+    Your own trigger images (--scheme trigger-images --triggers DIR): a folder of PNG/JPEG files and a labels
+    file, as in Adi et al.'s code (paired in file-name order, sorted as text). Give 2N images for N secret
+    items: half are published in the verification key. --preview draws what the model will learn.
+
     Examples:
 
         wmproof keygen -i alice.wid --marking-key key.wmk --verification-key key.wvk --passphrase-file pw.txt
@@ -254,6 +258,9 @@ def keygen_command(
         wmproof keygen -i alice.wid --scheme feature-sharing --param watermark=ood --param source_class=1 \
             --param target_class=7 --param perturbation=snnl --model clean.safetensors \
             --marking-key api.wmk --verification-key api.wvk --passphrase-file pw.txt
+
+        wmproof keygen -i alice.wid --scheme trigger-images --triggers my-triggers/ --preview sheet.png \
+            --marking-key own.wmk --verification-key own.wvk --passphrase-file pw.txt
     """
     trust_modules(trust_module)
     spec = image_dataset_spec(dataset)
