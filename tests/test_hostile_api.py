@@ -221,3 +221,26 @@ def test_a_body_larger_than_any_valid_request_is_refused_before_it_is_read(train
         with socket.create_connection((host, int(port)), timeout=10) as s:
             s.sendall(b"POST /v2/models/m/infer HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (60 << 20))
             assert s.recv(100).startswith(b"HTTP/1.1 413")
+
+
+def test_clients_that_disconnect_early_leave_no_traceback(trained, caplog, capsys):
+    """Issue 14, defect 5: every client that hung up mid-request printed a full traceback (610 in one run)."""
+    import logging
+    import socket
+
+    from wmproof.oracles.local import LocalModelOracle
+    from wmproof.oracles.server import InferenceServer
+
+    caplog.set_level(logging.DEBUG)
+    with InferenceServer(LocalModelOracle.from_file(trained["marked"], "cpu"), "m") as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        for i in range(30):
+            with socket.create_connection((host, int(port)), timeout=5) as s:
+                head = b"POST /v2/models/m/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n"
+                s.sendall(head + b'{"inputs": [' if i % 2 else head[:30])  # mid-body, or mid-head
+        time.sleep(1.0)
+        assert server.url  # still serving
+    printed = capsys.readouterr()
+    logged = "\n".join(record.getMessage() + str(record.exc_info or "") for record in caplog.records)
+    assert "Traceback" not in printed.out + printed.err + logged
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records if r.exc_info]
