@@ -206,3 +206,24 @@ def test_evidence_must_agree_with_itself(tmp_path, owner):
         (tmp_path / "bad.json").write_bytes(sign_evidence({**good, **change}, owner))
         with pytest.raises(MalformedInput, match=message):
             load_evidence(tmp_path / "bad.json")
+
+
+def test_headers_hold_exactly_their_kinds_fields(tmp_path, owner, keypair):
+    """Spec 9.4: a header field no writer puts there is refused (3), even where the file's integrity digest
+    was recomputed over it, and an identity's header and contents must agree on its label. Before, both
+    were read as if nothing was wrong (exit 0)."""
+    from wmproof.crypto.sealed import seal
+    from wmproof.protocol.identity import KIND
+
+    contents = {"seed": owner.signing_key.seed, "created_at": owner.created_at, "label": owner.label}
+    public = {"public_key": bytes(owner.public_key), "label": owner.label}
+    (tmp_path / "extra.wid").write_bytes(seal(KIND, 1, contents, None, public={**public, "note": "unchecked"}))
+    (tmp_path / "relabelled.wid").write_bytes(seal(KIND, 1, contents, None, public={**public, "label": "other"}))
+    assert "unexpected or missing header fields" in run("identity", "show", tmp_path / "extra.wid", code=3).stderr
+    assert "different labels" in run("identity", "show", tmp_path / "relabelled.wid", code=3).stderr
+    mk, vk = keypair
+    extra_mk = seal("marking-key", 1, mk.contents(), None, public={"verification_key_id": vk.key_id, "note": 1})
+    (tmp_path / "extra.wmk").write_bytes(extra_mk)
+    (tmp_path / "k.wvk").write_bytes(vk.raw)
+    error = run("verify", "-k", tmp_path / "extra.wmk", "--vk", tmp_path / "k.wvk", "--model", "x", code=3).stderr
+    assert "extra.wmk" in error and "header fields" in error

@@ -116,3 +116,24 @@ def test_exact_recurrence_agrees_with_scipy_at_scale(n):
     k = min_matches(n, p0, alpha)
     assert sps.binom.sf(k - 1, n, 0.1) <= 1e-6 * (1 + 1e-9) and sps.binom.sf(k - 2, n, 0.1) > 1e-6
     assert float(binomial_sf(k, n, p0)) == pytest.approx(sps.binom.sf(k - 1, n, 0.1), rel=1e-9)
+
+
+def test_both_walks_agree_with_the_definition():
+    """min_matches and binomial_sf walk up from 0 or down from n, whichever is shorter; both must give
+    exactly the textbook sums (seeded random cases, n up to 80, p0 on both sides of 1/2)."""
+    from math import comb
+
+    rng = random.Random(14)
+    for _ in range(300):
+        n = rng.randint(1, 80)
+        q = rng.randint(2, 2**40)
+        a = rng.randint(1, q - 1)
+        p0 = Fraction(a, q)
+        alpha = Fraction(1, rng.choice([2, 3, 20, 100, 10**6, 2**80]))
+        # P(X = j) = C(n, j) a^j (q - a)^(n - j) / q^n: the tails, by the definition
+        terms = [comb(n, j) * a**j * (q - a) ** (n - j) for j in range(n + 1)]
+        tails = [Fraction(sum(terms[k:]), q**n) for k in range(n + 1)] + [Fraction(0)]
+        for k in (0, 1, n // 3, n // 2, n - 1, n, n + 1):
+            assert binomial_sf(k, n, p0) == tails[max(k, 0)], (k, n, p0)
+        expected = next((k for k in range(n + 1) if tails[k] <= alpha), n + 1)
+        assert min_matches(n, p0, alpha) == expected, (n, p0, alpha)

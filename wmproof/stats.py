@@ -43,6 +43,23 @@ def _descending_terms(n: int, p0: Fraction):
             term = term * i * b // ((n - i + 1) * a)
 
 
+def _ascending_terms(n: int, p0: Fraction):
+    """Yield (i, T_i) for i = 0, 1, ..., n (T_i as in :func:`_descending_terms`), by the exact recurrence
+    T_{i+1} = T_i * (n - i) * a / ((i + 1) * b).
+
+    Thresholds and tails sit near n p0: for p0 well below 1/2 (Adi et al.'s 1/K) walking up from 0 takes
+    about n p0 steps where walking down from n takes about n. A key may claim any number of classes, so this
+    is what bounds the work a hostile key can ask of a reader (2^62 classes and 65,536 items: two steps, not
+    65,536 steps on numbers of four million bits)."""
+    a, q = p0.numerator, p0.denominator
+    b = q - a
+    term = b**n
+    for i in range(n + 1):
+        yield i, term
+        if i < n:
+            term = term * (n - i) * a // ((i + 1) * b)
+
+
 def binomial_sf(k: int, n: int, p0: Fraction | int | str) -> Fraction:
     """P(X >= k) for X ~ Binomial(n, p0), exactly."""
     p0 = _as_fraction(p0)
@@ -54,12 +71,20 @@ def binomial_sf(k: int, n: int, p0: Fraction | int | str) -> Fraction:
         return Fraction(0)
     if p0 == 1:
         return Fraction(1)
+    whole = p0.denominator**n
+    if k <= n - k:  # fewer terms below k than from k up: P(X >= k) = 1 - P(X < k)
+        below = 0
+        for i, term in _ascending_terms(n, p0):
+            if i >= k:
+                break
+            below += term
+        return Fraction(whole - below, whole)
     total = 0
     for i, term in _descending_terms(n, p0):
         if i < k:
             break
         total += term
-    return Fraction(total, p0.denominator**n)
+    return Fraction(total, whole)
 
 
 def min_matches(n: int, p0: Fraction | int | str, alpha: Fraction | int | str) -> int:
@@ -71,6 +96,18 @@ def min_matches(n: int, p0: Fraction | int | str, alpha: Fraction | int | str) -
         return 1 if alpha < 1 else 0
     if p0 == 1:
         return n + 1 if alpha < 1 else 0
+    if alpha >= 1:
+        return 0
+    if p0 < Fraction(1, 2):
+        # P(X >= k) <= alpha  <=>  P(X <= k - 1) * alpha.den >= (alpha.den - alpha.num) * q^n, in integers;
+        # the head grows with k, so walk up from 0 and stop at the first k - 1 where it is large enough.
+        need = (alpha.denominator - alpha.numerator) * p0.denominator**n
+        head = 0
+        for i, term in _ascending_terms(n, p0):
+            head += term
+            if head * alpha.denominator >= need:
+                return i + 1
+        return n + 1  # pragma: no cover - the loop ends at head = q^n, which always suffices
     # P(X >= k) <= alpha  <=>  tail_k * alpha.den <= alpha.num * q^n, all in integers; the tail grows as k
     # falls, so walk down from n and stop at the first k that is no longer significant.
     bound = alpha.numerator * p0.denominator**n

@@ -420,6 +420,183 @@ def proof_vectors() -> None:
     )
 
 
+def beacon_vectors() -> None:
+    """A key whose challenge absorbs a chain beacon (docs/protocol.md 14.5), from fixed entropy and a fixed
+    beacon: the signed key commitment, its anchor, the beacon record, the challenge and the key file. No chain
+    is needed to reproduce it; a checker also confirms on chain that the anchor was registered in block R and
+    that block R + 1 has the beacon hash (section 13.4)."""
+    from wmproof.protocol.challenge import challenge_transcript, opened_indices
+    from wmproof.protocol.keys import commit_key, open_key
+    from wmproof.protocol.timestamps import anchor_of
+
+    identity = Identity(SigningKey(hashlib.sha256(b"wmproof beacon owner").digest()), 1_700_000_000, "beacon owner")
+    pending = commit_key(
+        identity,
+        "adi-backdoor",
+        items=4,
+        batch_size=2,
+        num_classes=10,
+        input_shape=(1, 5, 7),
+        alpha=Fraction(1, 100),
+        created_at=1_700_000_000,
+        entropy=deterministic("beacon-keygen"),
+    )
+    registry = bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3")
+    beacon_hash = hashlib.sha256(b"block 42").digest()
+    mk, vk = open_key(pending, chain_id=31337, registry=registry, registered_block=41, beacon_hash=beacon_hash)
+    s = pending.statement
+    transcript = challenge_transcript(
+        owner=bytes(identity.public_key),
+        scheme=s["scheme"],
+        params=s["params"],
+        num_classes=s["num_classes"],
+        input_shape=s["input_shape"],
+        committed=vk.committed,
+        items=vk.items,
+        batch_size=vk.batch_size,
+        merkle_root=vk.merkle_root,
+        alpha=vk.alpha,
+        min_matches=vk.min_matches,
+        proof_min_matches=vk.proof_min_matches,
+        grinding_bits=vk.grinding_bits,
+        created_at=vk.created_at,
+        beacon=vk.beacon.record(),
+    )
+    state = transcript.digest()
+    cases = [
+        {
+            "kind": "commitment",
+            "identity_seed": h(identity.signing_key.seed),
+            "entropy": "tagged_xof('wmproof/v1/test-vectors', 'beacon-keygen'): master seed, then one salt per item",
+            "scheme": "adi-backdoor",
+            "items": 4,
+            "batch_size": 2,
+            "num_classes": 10,
+            "input_shape": [1, 5, 7],
+            "alpha": [1, 100],
+            "created_at": 1_700_000_000,
+            "master_seed": h(pending.master_seed),
+            "commitments": [h(c) for c in pending.commitments],
+            "merkle_root": h(s["merkle_root"]),
+            "min_matches": s["min_matches"],
+            "proof_min_matches": s["proof_min_matches"],
+            "grinding_bits": s["grinding_bits"],
+            "file": h(pending.commitment),
+            "commitment_id": h(pending.commitment_id),
+            "anchor": h(anchor_of(pending.commitment_id)),
+        },
+        {
+            "kind": "opened",
+            "beacon": {
+                "chain_id": 31337,
+                "registry": h(registry),
+                "registered_block": 41,
+                "beacon_block": 42,
+                "beacon_hash": h(beacon_hash),
+                "commitment_signature": h(pending.commitment[-64:]),
+            },
+            "beacon_encoding": h(canonical_encode(vk.beacon.record())),
+            "transcript_state_before_challenge": h(state),
+            "opened": opened_indices(transcript, vk.committed, vk.items),
+            "kept": vk.kept_indices,
+            "batches": vk.batches,
+            "verification_key": h(vk.raw),
+            "key_id": h(vk.key_id),
+            "marking_key_unencrypted": h(mk.to_bytes(None)),
+        },
+    ]
+    write(
+        "beacon.json",
+        "A key with a chain beacon (section 14.5) from fixed entropy and a fixed beacon: the signed key "
+        "commitment and its anchor, the beacon record, the challenge it gives, the key files.",
+        cases,
+    )
+
+
+#: The frontier-stitching vector's model: logits = W x + b over a 1x2x2 input, 2 classes. Small dyadic
+#: weights and inputs in quarters keep every logit, FGSM step and clip exact in float32, so the items do not
+#: depend on the machine's floating point.
+FS_WEIGHT = [[0.0, 0.0, 0.0, 0.0], [1.0, -1.0, 1.0, -1.0]]
+FS_BIAS = [0.0, 0.125]
+
+
+def frontier_stitching_data() -> tuple:
+    """40 training inputs with values in {0, 1/4, ..., 1}, labelled with the model's own prediction."""
+    import numpy as np
+
+    reader = tagged_xof(b"wmproof/v1/test-vectors", b"frontier-stitching-data")
+    images = np.array([[reader.uniform_below(5) / 4 for _ in range(4)] for _ in range(40)], dtype=np.float32).reshape(
+        40, 1, 2, 2
+    )
+    logits = images.reshape(40, 4) @ np.array(FS_WEIGHT, dtype=np.float32).T + np.array(FS_BIAS, dtype=np.float32)
+    return images, logits.argmax(1).astype(np.int64)
+
+
+def frontier_stitching_vectors() -> None:
+    """A frontier-stitching key (section 15) from a fixed model, fixed data and fixed entropy: its float32
+    items (not seed-derived: a checker can check their form and commitments, not how they were made), the
+    p0 = 1/2 threshold, and the key files."""
+    import torch
+    from torch import nn
+
+    from wmproof.engine.models import LoadedModel
+    from wmproof.schemes import KeyGenContext
+
+    module = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    with torch.no_grad():
+        module[1].weight.copy_(torch.tensor(FS_WEIGHT))
+        module[1].bias.copy_(torch.tensor(FS_BIAS))
+    images, labels = frontier_stitching_data()
+    model = LoadedModel(module, "vector-linear", {"num_classes": 2, "input_shape": [1, 2, 2]}, sha256="")
+    identity = Identity(SigningKey(hashlib.sha256(b"wmproof test owner").digest()), 1_700_000_000, "test owner")
+    params = {"epsilon": "0.25", "norm": "linf"}
+    mk, vk = keygen(
+        identity,
+        "frontier-stitching",
+        items=6,
+        num_classes=2,
+        input_shape=(1, 2, 2),
+        params=params,
+        alpha=Fraction(1, 20),
+        context=KeyGenContext(num_classes=2, input_shape=(1, 2, 2), params=params, model=model, data=(images, labels)),
+        created_at=1_700_000_000,
+        entropy=deterministic("frontier-stitching-keygen"),
+    )
+    by_index = {item.index: item for item in (*vk.opened, *mk.items)}
+    cases = [
+        {
+            "kind": "keygen",
+            "identity_seed": h(identity.signing_key.seed),
+            "entropy": "tagged_xof('wmproof/v1/test-vectors', 'frontier-stitching-keygen'): master seed, then one "
+            "salt per item",
+            "model": {"weight": FS_WEIGHT, "bias": FS_BIAS, "logits": "W x + b, x flattened (C, H, W order)"},
+            "data": "tagged_xof('wmproof/v1/test-vectors', 'frontier-stitching-data'): 40 x 4 draws of below(5), "
+            "value = draw / 4; label = argmax of the logits",
+            "params": params,
+            "items": 6,
+            "num_classes": 2,
+            "input_shape": [1, 2, 2],
+            "alpha": [1, 20],
+            "created_at": 1_700_000_000,
+            "min_matches": vk.min_matches,
+            "proof_min_matches": vk.proof_min_matches,
+            "item_messages": [h(commitment_message(by_index[i])) for i in range(vk.committed)],
+            "commitments": [h(c) for c in vk.leaves],
+            "merkle_root": h(vk.merkle_root),
+            "opened": [item.index for item in vk.opened],
+            "verification_key": h(vk.raw),
+            "key_id": h(vk.key_id),
+            "marking_key_unencrypted": h(mk.to_bytes(None)),
+        }
+    ]
+    write(
+        "frontier-stitching.json",
+        "A frontier-stitching key (section 15) from a fixed linear model, fixed data and fixed entropy: every "
+        "committed item (float32 records), the commitments, the p0 = 1/2 thresholds and the key files.",
+        cases,
+    )
+
+
 def ed25519_vectors() -> None:
     rfc = [
         ("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60", ""),
@@ -450,5 +627,7 @@ if __name__ == "__main__":
     key_vectors()
     timestamp_vectors()
     proof_vectors()
+    beacon_vectors()
+    frontier_stitching_vectors()
     ed25519_vectors()
     print("wrote", ", ".join(sorted(p.name for p in HERE.glob("*.json"))))

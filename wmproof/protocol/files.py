@@ -36,6 +36,18 @@ KIND_NOUNS = {
 }
 
 
+_SIGNED = frozenset({"kind", "version", "signer"})
+#: Exactly the header fields each kind has (docs/protocol.md 4.2, 4.3, 9.4): a reader refuses any other, so a
+#: header cannot carry unauthenticated extras that a later version, or a careless tool, might read.
+HEADER_FIELDS = {
+    "identity": frozenset({"kind", "version", "seal", "public_key", "label"}),
+    "marking-key": frozenset({"kind", "version", "seal", "verification_key_id"}),
+    "verification-key": _SIGNED,
+    "timestamp-record": frozenset({"kind", "version"}),  # unsigned: its facts are checked on chain (13.3)
+    "ownership-proof": _SIGNED,
+}
+
+
 def _with_article(noun: str) -> str:
     return ("an " if noun[0] in "aeiou" else "a ") + noun
 
@@ -63,6 +75,8 @@ def read_container(path: str | os.PathLike[str], kind: str) -> Container:
         raise UsageError(f"{path} is {_with_article(KIND_NOUNS[container.kind])}, not {what}")
     if container.version != 1:
         raise MalformedInput(f"{path}: unsupported {kind} format version {container.version}")
+    if set(container.header) != HEADER_FIELDS[kind]:
+        raise MalformedInput(f"{path}: damaged {noun} file (unexpected or missing header fields)")
     return container
 
 

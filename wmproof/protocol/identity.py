@@ -97,4 +97,6 @@ def load_identity(path: str | os.PathLike[str], passphrase: PassphraseSource) ->
     identity = Identity(SigningKey(seed), created_at, label)
     if bytes(identity.public_key) != opened.header.get("public_key"):
         raise MalformedInput(f"{path}: the identity's public key does not match its secret key")
+    if opened.header.get("label") != label:
+        raise MalformedInput(f"{path}: the identity's header and contents give different labels")
     return identity

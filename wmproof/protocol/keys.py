@@ -92,6 +92,10 @@ def item_record(item: TriggerItem) -> dict[str, Any]:
     return record
 
 
+#: The largest dimension of an item's input, and so of a key's input_shape (docs/protocol.md 9.4).
+MAX_DIM = 4096
+
+
 def _tensor_from_record(tensor: Any, where: str) -> np.ndarray:
     if (
         not isinstance(tensor, dict)
@@ -101,7 +105,7 @@ def _tensor_from_record(tensor: Any, where: str) -> np.ndarray:
     ):
         raise MalformedInput(f"{where}: malformed trigger item input")
     shape = tensor["shape"]
-    if not (isinstance(shape, list) and len(shape) == 3 and all(type(s) is int and 0 < s <= 4096 for s in shape)):
+    if not (isinstance(shape, list) and len(shape) == 3 and all(type(s) is int and 0 < s <= MAX_DIM for s in shape)):
         raise MalformedInput(f"{where}: malformed trigger item shape")
     dtype = np.dtype(DTYPES[tensor["dtype"]])
     data = tensor["data"]
@@ -361,7 +365,7 @@ def parse_verification_key(data: bytes, where: str = "verification key") -> Veri
         and s["num_classes"] >= 2
         and isinstance(s["input_shape"], list)
         and len(s["input_shape"]) == 3
-        and all(type(v) is int and v > 0 for v in s["input_shape"])
+        and all(type(v) is int and 0 < v <= MAX_DIM for v in s["input_shape"])
         and type(s["items"]) is int
         and 1 <= s["items"] <= MAX_ITEMS
         and type(s["batch_size"]) is int
