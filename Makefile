@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # wants a newer one, would pull several GB of CUDA packages.
 TORCH  := torch==2.13.0
 
-.PHONY: venv node demo test fuzz bench repro vectors contracts clean
+.PHONY: venv node tools demo test fuzz crash bench repro vectors contracts clean
 
 $(BIN)/wmproof: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,12 +27,22 @@ node: node_modules/.bin/anvil
 demo: venv
 	$(BIN)/wmproof demo --workdir demo-out
 
-test: venv node
+# strace (Debian) lets tests/test_crash_windows.py kill commands at each file-changing syscall.
+tools:
+	@command -v strace >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq >/dev/null && apt-get install -y -qq strace >/dev/null; } || \
+		echo "warning: strace is not installed: the kill -9 tests (tests/test_crash_windows.py) will be skipped"
+
+test: venv node tools
 	$(BIN)/python -m pytest
 
 # The scheduled fuzzing run: 1,000 cases per target (17,000 in all; CI runs 60 per target).
 fuzz: venv
 	WMPROOF_FUZZ_EXAMPLES=1000 $(BIN)/python -m pytest tests/test_fuzz.py
+
+# The scheduled crash run: kill -9 at every file-changing syscall of each command, SQLite's included.
+crash: venv
+	WMPROOF_CRASH_ALL=1 $(BIN)/python -m pytest tests/test_crash_windows.py -s
 
 bench: venv node
 	$(BIN)/python benchmarks/engine.py
