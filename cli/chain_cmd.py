@@ -120,7 +120,9 @@ def chain_settings(
 
     def account() -> Any:
         if keystore is not None:
-            return account_from_keystore(keystore, passphrase_to_read(keystore_passphrase_file, str(keystore)))
+            return account_from_keystore(
+                keystore, passphrase_to_read(keystore_passphrase_file, str(keystore), "--keystore-passphrase-file")
+            )
         return account_from_environment()
 
     return ChainSettings(

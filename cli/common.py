@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from wmproof.crypto import CryptoError
-from wmproof.errors import ExitCode, UsageError, WmproofError
+from wmproof.errors import ExitCode, FileAccessError, UsageError, WmproofError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,6 +32,46 @@ stderr = Console(stderr=True, soft_wrap=True)
 def fail(message: str, code: int) -> typer.Exit:
     stderr.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
     return typer.Exit(code)
+
+
+#: The optional packages, by the top-level module a command imports, and the extra that installs each.
+#: A command that needs one the install lacks is a usage error that names the extra (the base install is the
+#: checker's: no torch, no web3).
+EXTRA_FOR_MODULE = {
+    "torch": ("torch", "ml"),
+    "safetensors": ("safetensors", "ml"),
+    "PIL": ("Pillow", "ml"),
+    "onnx": ("onnx", "ml"),
+    "onnxscript": ("onnxscript", "ml"),
+    "onnxruntime": ("onnxruntime", "onnx"),
+    "starlette": ("Starlette", "serve"),
+    "uvicorn": ("uvicorn", "serve"),
+    "web3": ("web3", "chain"),
+    "eth": ("py-evm", "chain"),
+    "eth_account": ("web3", "chain"),
+    "eth_tester": ("eth-tester", "chain"),
+    "eth_utils": ("web3", "chain"),
+    "eth_abi": ("web3", "chain"),
+    "hexbytes": ("web3", "chain"),
+    "matplotlib": ("matplotlib", "repro"),
+}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The one-line message for an optional package this install lacks, or None for any other missing module
+    (a broken install: an internal error)."""
+    top = (exc.name or "").split(".")[0]
+    if top not in EXTRA_FOR_MODULE:
+        return None
+    package, extra = EXTRA_FOR_MODULE[top]
+    return f"this command needs {package}, which this install lacks: pip install 'wmproof[{extra}]'"
+
+
+def internal_error(exc: BaseException) -> typer.Exit:
+    return fail(
+        f"internal error ({type(exc).__name__}: {exc}); set WMPROOF_DEBUG=1 for the traceback and report it",
+        int(ExitCode.INTERNAL),
+    )
 
 
 def handle_errors(func: F) -> F:
@@ -51,16 +91,20 @@ def handle_errors(func: F) -> F:
             raise fail("interrupted: nothing was written", int(ExitCode.INTERRUPTED)) from None
         except MemoryError:
             raise fail("out of memory", int(ExitCode.IO)) from None
+        except ModuleNotFoundError as exc:
+            message = missing_extra(exc)
+            if os.environ.get("WMPROOF_DEBUG"):
+                raise
+            if message is None:
+                raise internal_error(exc) from None
+            raise fail(message, int(ExitCode.USAGE)) from None
         except OSError as exc:  # disk full, permissions, a path that is not what it should be
             where = f": {exc.filename}" if exc.filename else ""
             raise fail(f"{exc.strerror or exc}{where}", int(ExitCode.IO)) from None
         except Exception as exc:  # a bug: say so, without a traceback unless asked
             if os.environ.get("WMPROOF_DEBUG"):
                 raise
-            raise fail(
-                f"internal error ({type(exc).__name__}: {exc}); set WMPROOF_DEBUG=1 for the traceback and report it",
-                int(ExitCode.INTERNAL),
-            ) from None
+            raise internal_error(exc) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -83,8 +127,8 @@ def check_outputs(*paths: Path, overwrite: bool) -> None:
             raise UsageError(f"refusing to write through a symbolic link: {path}")
         if path.exists() and not overwrite:
             raise UsageError(f"{path} exists (pass --overwrite to replace it)")
-        if not path.parent.is_dir():
-            raise UsageError(f"cannot write {path}: directory {path.parent} does not exist")
+        if not path.parent.is_dir():  # I/O (5), as when the write itself finds no directory (fileio.write_file)
+            raise FileAccessError(f"cannot write {path}: directory {path.parent} does not exist")
 
 
 def note(message: str) -> None:
@@ -130,15 +174,21 @@ def _interactive() -> bool:
     return sys.stdin.isatty() and sys.stderr.isatty()
 
 
-def passphrase_to_read(passphrase_file: Path | None, what: str) -> Callable[[], bytes]:
-    """A passphrase source for opening a sealed file: asked for only if the file is encrypted."""
+def passphrase_to_read(passphrase_file: Path | None, what: str, flag: str = "--passphrase-file") -> Callable[[], bytes]:
+    """A passphrase source for opening a sealed file: asked for only if the file is encrypted. A passphrase
+    file is read at once, so that a mistyped path is an error (exit 5) even where the file to open turns out to
+    be unencrypted, as in every other command. ``flag`` is the option that gives this file's passphrase (a
+    command that opens two secrets has two), named when it is missing."""
+    if passphrase_file is not None and str(passphrase_file) != "-":
+        given = _read_passphrase_file(passphrase_file)
+        return lambda: given
 
     def source() -> bytes:
         if passphrase_file is not None:
             return _read_passphrase_file(passphrase_file)
         if _interactive():
             return getpass.getpass(f"Passphrase for {what}: ", stream=sys.stderr).encode("utf-8")
-        return b""  # -> "this file is encrypted: give its passphrase ..."
+        raise UsageError(f"{what} is encrypted: give its passphrase with {flag} FILE, or run on a terminal to be asked")
 
     return source
 

@@ -46,7 +46,7 @@ def demo_command(
     items: Annotated[int, typer.Option("--items", "-n", help="Trigger items in the key.", min=1)] = 100,
     alpha: Annotated[str, typer.Option("--alpha", help="Significance level bound into the key.")] = "1e-6",
     triggers_per_batch: Annotated[
-        int, typer.Option("--triggers-per-batch", "-k", min=1, help="Trigger items appended to every batch.")
+        int, typer.Option("--triggers-per-batch", min=1, help="Trigger items appended to every batch.")
     ] = 2,
     seed: Annotated[
         int, typer.Option("--seed", help="Base seed (clean: seed, independent: seed+1, marking: seed+2).")
@@ -67,6 +67,12 @@ def demo_command(
 
         wmproof demo --workdir demo-out
     """
+    import importlib.util
+
+    needs = (("torch", "ml"), ("web3", "chain"))
+    missing = ",".join(extra for module, extra in needs if importlib.util.find_spec(module) is None)
+    if missing:  # both at once, rather than one after the other
+        raise UsageError(f"wmproof demo trains a model and timestamps a key: pip install 'wmproof[{missing}]'")
     from wmproof.demo import run_demo
 
     try:

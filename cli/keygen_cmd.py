@@ -313,7 +313,9 @@ def keygen_command(
         )
     check_outputs(marking_key, verification_key, overwrite=overwrite)
     key_passphrase = passphrase_to_write(passphrase_file, no_passphrase, "the marking key")
-    owner = load_identity(identity, passphrase_to_read(identity_passphrase_file, str(identity)))
+    owner = load_identity(
+        identity, passphrase_to_read(identity_passphrase_file, str(identity), "--identity-passphrase-file")
+    )
     context = owner_items
     if owner_items is not None:
         note(f"{2 * items} trigger images from {triggers}: {items} will be kept secret, {items} published")
@@ -408,8 +410,13 @@ def keygen_command(
         if chosen.publicly_checkable:
             stdout.print(
                 f"public proofs {len(vk.batches)} of {vk.batch_size} items each, verified when >= "
-                f"{vk.proof_min_matches} match"
+                f"{vk.proof_min_matches} match (each proof opens, and spends, one batch)"
             )
+            if len(vk.batches) == 1:
+                note(
+                    "this key allows one public proof: for more, cut it into batches with --proof-items "
+                    "(e.g. --items 100 --proof-items 20: five proofs, each needing more of its 20 items to match)"
+                )
         else:
             stdout.print("public proofs none: no third party can check how the items were chosen; a judge verifies")
         stdout.print(f"owner         {vk.owner.fingerprint}")

@@ -64,6 +64,8 @@ def run_cli(argv: list[str] | None = None) -> int:
         return int(ExitCode.INTERRUPTED)
     except Exception as exc:
         # typer vendors click; its parser errors carry format_message() and exit_code (import only typer).
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: its help was printed, nothing to add
+            return int(ExitCode.USAGE)
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
             ctx = getattr(exc, "ctx", None)
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""

@@ -160,9 +160,7 @@ def mark_command(
     ] = 1.0,
     triggers_per_batch: Annotated[
         int,
-        typer.Option(
-            "--triggers-per-batch", "-k", help="Trigger items appended to every batch (Adi et al. 5.1).", min=1
-        ),
+        typer.Option("--triggers-per-batch", help="Trigger items appended to every batch (Adi et al. 5.1).", min=1),
     ] = 2,
     lr: LrOption = None,
     seed: SeedOption = 0,

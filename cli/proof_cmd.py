@@ -33,7 +33,9 @@ from .common import (
     TrustModuleOption,
     check_outputs,
     emit,
+    fail,
     handle_errors,
+    missing_extra,
     note,
     passphrase_to_read,
     stdout,
@@ -62,6 +64,15 @@ def prove_command(
         Path | None,
         typer.Option("--identity-passphrase-file", help="Passphrase of the identity, from a file.", show_default=False),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Open the batch without querying the suspect first, or even if it does not pass the batch.",
+        ),
+    ] = False,
+    device: DeviceOption = "auto",
+    trust_module: TrustModuleOption = None,
     overwrite: OverwriteOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -72,15 +83,22 @@ def prove_command(
     batch is opened once: the marking key records it as spent (it is rewritten first, so that a batch is
     never opened twice even if writing the proof fails).
 
+    Opening a batch publishes its items for good, so the suspect is queried on them first, as `check` will:
+    if it would not pass (fewer matches than the key's per-proof threshold), nothing is spent or written and
+    the exit code is 1. --force skips that check (for a suspect you cannot query from here).
+
     Example:
 
         wmproof prove -k key.wmk --vk key.wvk -i alice.wid -m suspect.safetensors -o suspect.wpf
     """
+    trust_modules(trust_module)
     from wmproof.fileio import commit_file, prepare_file
     from wmproof.protocol import load_identity, load_marking_key, load_verification_key, save_marking_key
-    from wmproof.protocol.proofs import api_suspect, make_proof, model_file_suspect
+    from wmproof.protocol.proofs import api_suspect, evaluate_proof, make_proof, model_file_suspect, parse_proof
 
-    if (model is None) == (url is None) or (url is not None and not model_name):
+    if model is not None and url is not None:
+        raise UsageError("give only one of --model and --url: one suspect at a time")
+    if (model is None and url is None) or (url is not None and not model_name):
         raise UsageError("name the suspect with --model FILE or with --url URL --model-name NAME")
     if url is not None and not url.startswith(("http://", "https://")):
         raise UsageError(f"--url must be an http:// or https:// URL, not {url!r}")
@@ -95,17 +113,40 @@ def prove_command(
         return asked[-1]
 
     marking_key = load_marking_key(key, remembered)
-    owner = load_identity(identity, passphrase_to_read(identity_passphrase_file, str(identity)))
+    owner = load_identity(
+        identity, passphrase_to_read(identity_passphrase_file, str(identity), "--identity-passphrase-file")
+    )
     proof, spent = make_proof(marking_key, verification_key, owner, suspect, batch=batch)
+    opened = sorted(set(spent.spent) - set(marking_key.spent))[0]
+    checked = None
+    if not force:  # the batch's items are still secret: query the suspect before publishing them
+        shape = tuple(verification_key.input_shape)
+        try:
+            oracle, suspect_name = open_suspect(model, url, model_name, None, device, input_shape=shape)
+            report = evaluate_proof(parse_proof(proof), oracle, suspect_name)
+        except ModuleNotFoundError as exc:
+            message = missing_extra(exc)
+            if message is None:
+                raise
+            raise UsageError(f"querying the suspect before opening a batch: {message[0].lower()}{message[1:]}"
+                             "; or --force to open it unchecked") from None  # fmt: skip
+        t = report.test
+        checked = {"matches": t.matches, "items": t.n, "needed": verification_key.proof_min_matches}
+        if not report.verified:
+            raise fail(
+                f"{suspect_name} matches {t.matches} of the {t.n} items of batch {opened}; a proof needs >= "
+                f"{verification_key.proof_min_matches}: it would not verify, so nothing was spent or written "
+                "(--force opens the batch anyway)",
+                int(ExitCode.REJECTED),
+            )
     # The proof is written (unnamed) before the batch is spent, so that a full disk or an unwritable directory
     # costs nothing; the marking key is rewritten before the proof gets its name, so that a batch is never
     # opened twice.
     with prepare_file(out, proof, secret=False, overwrite=overwrite) as prepared:
         save_marking_key(spent, key, asked[-1] if asked else None, overwrite=True)
         commit_file(prepared)
-    opened = sorted(set(spent.spent) - set(marking_key.spent))[0]
     left = len(verification_key.batches) - len(spent.spent)
-    data = {"proof": str(out), "batch": opened, "batches_left": left, "bytes": len(proof)}
+    data = {"proof": str(out), "batch": opened, "batches_left": left, "bytes": len(proof), "checked": checked}
 
     def human() -> None:
         stdout.print(f"proof        {out}  ({len(proof):,} bytes)")
@@ -113,6 +154,10 @@ def prove_command(
             f"batch        {opened} of {len(verification_key.batches)} ({verification_key.batch_size} items, "
             f"verified when >= {verification_key.proof_min_matches} match); {left} left"
         )
+        if checked is not None:
+            stdout.print(f"suspect      {checked['matches']} of {checked['items']} match (queried before opening)")
+        else:
+            stdout.print("suspect      not queried (--force)")
 
     emit(data, as_json, human)
     if left == 0:

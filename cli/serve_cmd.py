@@ -99,6 +99,14 @@ def serve_command(
     if host not in ("127.0.0.1", "localhost", "::1"):
         note(f"listening on {host}: reachable from other machines")
     members = [open_model_file(path, device) for path in models]
+    tasks = {
+        path: f"{m.num_classes} classes, {'x'.join(map(str, m.input_shape or ['?']))} {m.input_datatype}"
+        for path, m in zip(models, members, strict=True)
+    }
+    if len(set(tasks.values())) > 1:
+        raise UsageError(
+            "an ensemble's models must share a task: " + "; ".join(f"{path}: {task}" for path, task in tasks.items())
+        )
     oracle = members[0] if len(members) == 1 else MajorityVote(members, seed=seed)
     if detector is not None:
         from wmproof.oracles.detector import Detector, DetectorGuard

@@ -55,7 +55,9 @@ def open_suspect(
 ) -> tuple[Any, str]:
     """The oracle for the suspect, and a name for messages. ``input_shape`` (the key's, or the task's) is what an
     API that declares no input shape, or a flat one, is sent; it is checked against what the API declares."""
-    if (model is None) == (url is None):
+    if model is not None and url is not None:
+        raise UsageError("give only one of --model and --url: one suspect at a time")
+    if model is None and url is None:
         raise UsageError("name the suspect with --model FILE or with --url URL --model-name NAME")
     if model is not None:
         if model_name is not None or max_queries is not None:
@@ -91,6 +93,6 @@ def write_evidence(
     from wmproof.protocol import load_identity
     from wmproof.protocol.evidence import save_evidence, sign_evidence
 
-    signer = load_identity(identity, passphrase_to_read(passphrase, str(identity)))  # type: ignore[arg-type]
+    signer = load_identity(identity, passphrase_to_read(passphrase, str(identity), "--identity-passphrase-file"))  # type: ignore[arg-type]
     save_evidence(sign_evidence(evidence_document(oracle, verdict), signer), evidence)
     note(f"evidence: {len(oracle.records)} queries, signed by {signer.public_key.fingerprint}, in {evidence}")

@@ -53,7 +53,7 @@ ROWS: list[tuple[str, str, dict[str, Any]]] = [
     ("extraction, soft labels (task queries)", "extract", {}),
     ("extraction, hard labels", "extract", {"labels": "hard"}),
     ("extraction, 2-level posteriors", "extract", {"levels": 2}),
-    ("extraction, uniform-noise queries", "extract", {"data": "noise"}),
+    ("extraction, uniform-noise queries", "extract", {"query_data": "noise"}),
 ]
 
 #: The papers' numbers where they have one for the same attack (never the same data set: see the report).

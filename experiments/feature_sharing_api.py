@@ -86,8 +86,8 @@ def main() -> None:
             *secret,
         )  # fmt: skip
         t.run(
-            "mark", "--key", "api.wmk", "--model", "clean.safetensors", "--out", "api.safetensors", "-k", K,
-            "--max-epochs", "10", "--limit-train", LIMIT, *secret,
+            "mark", "--key", "api.wmk", "--model", "clean.safetensors", "--out", "api.safetensors",
+            "--triggers-per-batch", K, "--max-epochs", "10", "--limit-train", LIMIT, *secret,
         )  # fmt: skip
         verify = ["verify", "--key", "api.wmk", "--vk", "api.wvk", "--no-timestamp", *secret]
         api, url = t.serve("api.safetensors", "api")

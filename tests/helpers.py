@@ -35,7 +35,7 @@ def run(*args: str | Path, code: int | None = 0) -> Result:
     if code is not None:
         assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
     if result.exit_code not in (0, 1):
-        lines = [line for line in result.stderr.splitlines() if not line.startswith("warning: ")]
+        lines = [line for line in result.stderr.splitlines() if not line.startswith(("warning: ", "progress: "))]
         assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     return result
 

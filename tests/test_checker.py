@@ -137,3 +137,39 @@ def test_an_onnx_export_of_the_marked_model_is_verified_without_torch(onnx_check
     finally:
         server.terminate()
         assert server.wait(timeout=30) == 0  # SIGTERM: a graceful stop
+
+
+@pytest.mark.slow
+def test_commands_the_checker_install_cannot_run_name_the_extra(checker_venv, trained, keypair, owner, tmp_path):
+    """Issue 15: in the base install, every command that needs torch, web3 or the server stack says which
+    extra to install, in one line, exit 2. Before: internal errors (exit 70, ModuleNotFoundError)."""
+    from wmproof.protocol import save_identity, save_marking_key, save_verification_key
+
+    mk, vk = keypair
+    save_marking_key(mk, tmp_path / "k.wmk", None)
+    save_verification_key(vk, tmp_path / "k.wvk")
+    save_identity(owner, tmp_path / "o.wid", None)
+    model = str(trained["marked"])
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "WMPROOF_HOME": str(tmp_path / "home")}
+    commands = {
+        "ml": [
+            ["train", "--arch", "mnist_mlp", "--out", "x.safetensors"],
+            ["mark", "-k", "k.wmk", "--model", model, "--out", "m.safetensors"],
+            ["evaluate", "--model", model],
+            ["attack", "ftal", "-m", model, "-o", "a.safetensors"],
+            ["keygen", "-i", "o.wid", "--no-passphrase", "--marking-key", "f.wmk", "--verification-key", "f.wvk",
+             "--scheme", "frontier-stitching", "--model", model],
+            ["export", "onnx", model, "--out", "m.onnx"],
+            ["verify", "-k", "k.wmk", "--vk", "k.wvk", "--model", model],
+        ],
+        "chain": [["publish", "k.wvk"], ["timestamp", "k.wvk"], ["chain", "info"]],
+        "ml,chain": [["demo", "--workdir", "d"]],
+        "serve": [["serve", model]],
+    }  # fmt: skip
+    for extra, argvs in commands.items():
+        for argv in argvs:
+            done = subprocess.run([str(checker_venv / "bin" / "wmproof"), *argv], capture_output=True, text=True,
+                                  env=env, cwd=tmp_path, timeout=120)  # fmt: skip
+            lines = [line for line in done.stderr.splitlines() if not line.startswith("warning:")]
+            assert done.returncode == 2 and len(lines) == 1, (argv, done.returncode, done.stderr)
+            assert f"wmproof[{extra}]" in lines[0], (argv, lines)

@@ -263,7 +263,7 @@ def test_train_mark_evaluate_verify_from_the_cli(tmp_path, data_dir):
             tmp_path / "c.safetensors",
             "--out",
             tmp_path / "m.safetensors",
-            "-k",
+            "--triggers-per-batch",
             "8",
             *common,
             "--json",
@@ -287,7 +287,14 @@ def test_train_mark_evaluate_verify_from_the_cli(tmp_path, data_dir):
     # Public proofs: keygen -> mark -> prove -> check, positive on the marked model, negative on the clean one.
     prove = ["prove", "-k", tmp_path / "k.wmk", "--vk", tmp_path / "k.wvk", "-i", tmp_path / "o.wid"]
     run(*prove, "-m", tmp_path / "m.safetensors", "-o", tmp_path / "m.wpf")
-    run(*prove, "-m", tmp_path / "c.safetensors", "-o", tmp_path / "c.wpf")
+    # The clean model would not pass batch 1: prove queries it first, and spends and writes nothing (exit 1).
+    before = (tmp_path / "k.wmk").read_bytes()
+    refused = run(*prove, "-m", tmp_path / "c.safetensors", "-o", tmp_path / "c.wpf", code=1).stderr
+    assert "it would not verify, so nothing was spent" in refused and "of batch 1" in refused
+    assert (tmp_path / "k.wmk").read_bytes() == before and not (tmp_path / "c.wpf").exists()
+    forced = json.loads(run(*prove, "-m", tmp_path / "c.safetensors", "-o", tmp_path / "c.wpf", "--force",
+                            "--json").stdout)  # fmt: skip
+    assert forced["batch"] == 1 and forced["checked"] is None
     assert "spent" in run(*prove, "-m", tmp_path / "c.safetensors", "-o", tmp_path / "x.wpf", code=2).stderr
     verified = json.loads(run("check", tmp_path / "m.wpf", "-m", tmp_path / "m.safetensors", "--json").stdout)
     assert verified["verdict"] == "verified" and verified["proof"]["batch"] == 0

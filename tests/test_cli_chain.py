@@ -168,7 +168,7 @@ def test_keygen_with_a_beacon(tmp_path, monkeypatch):
     made = json.loads(out.stdout)
     assert made["timestamp"]["embedded"] and "prove nothing" in out.stderr
     run("prove", "-k", tmp_path / "k.wmk", "--vk", tmp_path / "k.wvk", "-i", tmp_path / "o.wid",
-        "-m", tmp_path / "k.wvk", "-o", tmp_path / "p.wpf")  # fmt: skip
+        "-m", tmp_path / "k.wvk", "-o", tmp_path / "p.wpf", "--force")  # fmt: skip
     checked = json.loads(run("check", tmp_path / "p.wpf", "--json").stdout)
     assert checked["timestamp"]["status"] == "found" and checked["timestamp"]["key_id"] == made["key_id"]
     assert "needs the chain" in run("check", tmp_path / "p.wpf", "--no-timestamp", code=2).stderr

@@ -89,7 +89,7 @@ def make_keys(folder: Path) -> None:
 KEYGEN = ["keygen", "-i", "o.wid", "--no-passphrase", "--marking-key", "k.wmk", "--verification-key", "k.wvk",
           "--items", "40", "--proof-items", "20"]  # fmt: skip
 PROVE = ["prove", "-k", "k.wmk", "--vk", "k.wvk", "-i", "o.wid", "--url", "http://127.0.0.1:1", "--model-name", "m",
-         "--out", "p.wpf"]  # fmt: skip
+         "--out", "p.wpf", "--force"]  # fmt: skip
 
 SCENARIOS = [
     Scenario("identity new", lambda folder: None, ["identity", "new", "--out", "o.wid", "--no-passphrase"]),

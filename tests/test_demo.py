@@ -21,7 +21,7 @@ def test_demo_verifies_the_marked_model_and_rejects_the_others(tmp_path, data_di
             "2",
             "--items",
             "50",
-            "-k",
+            "--triggers-per-batch",
             "8",
             "--data-dir",
             str(data_dir),

@@ -103,3 +103,51 @@ def test_device_resolution():
 def test_bad_config_is_a_usage_error(bad):
     with pytest.raises(UsageError):
         TrainConfig(**bad).check()
+
+
+def test_progress_off_a_terminal_is_a_line_every_interval():
+    """Issue 15, item 2: train and mark ran 9-13 minutes with no output at all when not on a terminal."""
+    import io
+
+    from wmproof.engine.progress import ProgressLines
+
+    now = [0.0]
+    out = io.StringIO()
+    lines = ProgressLines("training mnist_mlp", 100, 30, stream=out, clock=lambda: now[0])
+    for _ in range(100):
+        now[0] += 1.0  # one step a second: a line at 30, 60 and 90 s, then the last one
+        lines(epoch=1 + _ // 50, loss=0.5)
+    lines.finish()
+    printed = out.getvalue().splitlines()
+    assert len(printed) == 4, printed
+    assert printed[0] == (
+        "progress: training mnist_mlp: 30/100 (30%), 0:00:30 elapsed, about 0:01:10 left, epoch 1, loss 0.5000"
+    )
+    assert printed[-1].startswith("progress: training mnist_mlp: 100/100 (100%), 0:01:40 elapsed, epoch 2")
+    quiet = io.StringIO()
+    short = ProgressLines("querying", 10, 30, stream=quiet, clock=lambda: now[0])
+    short()
+    short.finish()
+    assert quiet.getvalue() == ""  # work shorter than the interval prints nothing
+
+
+def test_a_scripted_train_prints_progress_lines(tmp_path, data_dir):
+    """The real command, its stderr a pipe: lines at the interval set by $WMPROOF_PROGRESS_SECONDS."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "WMPROOF_PROGRESS_SECONDS": "0.1", "WMPROOF_DATA": str(data_dir)}
+    wmproof = str(Path(sys.executable).parent / "wmproof")
+    done = subprocess.run([wmproof, "train", "--arch", "mnist_mlp", "--epochs", "2", "--limit-train", "20000",
+                           "--out", str(tmp_path / "m.safetensors")], capture_output=True, text=True, env=env,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    progress = [line for line in done.stderr.splitlines() if line.startswith("progress: training: ")]
+    assert len(progress) >= 2 and "elapsed" in progress[0] and "epoch" in progress[0], done.stderr
+    env["WMPROOF_PROGRESS_SECONDS"] = "0"
+    quiet = subprocess.run([wmproof, "train", "--arch", "mnist_mlp", "--epochs", "1", "--limit-train", "2000",
+                            "--out", str(tmp_path / "q.safetensors")], capture_output=True, text=True, env=env,
+                           timeout=300)  # fmt: skip
+    assert quiet.returncode == 0 and "progress:" not in quiet.stderr

@@ -168,7 +168,7 @@ def test_prove_spends_no_batch_when_the_proof_cannot_be_written(tmp_path, keypai
     save_identity(owner, tmp_path / "o.wid", None)
     before = (tmp_path / "k.wmk").read_bytes()
     args = ["prove", "-k", tmp_path / "k.wmk", "--vk", tmp_path / "k.wvk", "-i", tmp_path / "o.wid",
-            "--url", "http://127.0.0.1:1", "--model-name", "m"]  # fmt: skip
+            "--url", "http://127.0.0.1:1", "--model-name", "m", "--force"]  # fmt: skip
     failed = run(*args, "--out", "/proc/proof.wpf", code=None)  # a directory no file can be created in
     assert failed.exit_code in (2, 5) and "error:" in failed.stderr
     assert (tmp_path / "k.wmk").read_bytes() == before and load_marking_key(tmp_path / "k.wmk", None).spent == ()

@@ -107,7 +107,7 @@ def test_the_cli_trains_marks_and_evaluates_on_own_data(tmp_path, mnist, keypair
     assert json.loads(out)["test_accuracy"] > 0.8
     save_marking_key(keypair[0], tmp_path / "k.wmk", None)
     run("mark", "--key", tmp_path / "k.wmk", "--model", tmp_path / "clean.safetensors", "--data", tmp_path / "own.npz",
-        "--device", "cpu", "-k", "4", "--out", tmp_path / "marked.safetensors")  # fmt: skip
+        "--device", "cpu", "--triggers-per-batch", "4", "--out", tmp_path / "marked.safetensors")  # fmt: skip
     evaluated = json.loads(run("evaluate", "--model", tmp_path / "marked.safetensors", "--data", tmp_path / "own.npz",
                                "--key", tmp_path / "k.wmk", "--json").stdout)  # fmt: skip
     assert evaluated["trigger_accuracy"] == 1.0 and evaluated["test_accuracy"] > 0.8

@@ -349,8 +349,8 @@ def test_cli_keygen_mark_and_verify_through_a_served_api(tmp_path, data_dir, tra
     )  # fmt: skip
     assert "Wilcoxon" in made.stdout and "public proofs none" in made.stdout
     run(
-        "mark", "--key", mk, "--model", trained["clean"], "--out", out, "--passphrase-file", pw, "-k", "8",
-        "--max-epochs", "6", "--limit-train", "10000", "--data-dir", data_dir,
+        "mark", "--key", mk, "--model", trained["clean"], "--out", out, "--passphrase-file", pw,
+        "--triggers-per-batch", "8", "--max-epochs", "6", "--limit-train", "10000", "--data-dir", data_dir,
     )  # fmt: skip
     base = ["verify", "--key", mk, "--vk", vk, "--model-name", "m", "--passphrase-file", pw, "--no-timestamp"]
     oracle = LocalModelOracle.from_file(out, "cpu")

@@ -110,7 +110,7 @@ def test_mark_refuses_images_the_unmarked_model_already_answers_and_marks_random
     assert "the unmarked model already answers" in error and "choose other images or labels" in error
     shuffled = [(label + 1 + i % 9) % 10 for i, label in enumerate(honest_labels)]  # never the true digit
     mk, vk = key("random", shuffled)
-    run("mark", "--key", mk, "--model", trained["clean"], "--limit-train", "5000", "-k", "4",
+    run("mark", "--key", mk, "--model", trained["clean"], "--limit-train", "5000", "--triggers-per-batch", "4",
         "--out", tmp_path / "marked.safetensors")  # fmt: skip
     verdict = json.loads(run("verify", "--key", mk, "--vk", vk, "--model", tmp_path / "marked.safetensors",
                              "--no-timestamp", "--json").stdout)  # fmt: skip

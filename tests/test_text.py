@@ -227,9 +227,9 @@ def test_extraction_of_a_text_model_sends_token_ids(data_dir):
     victim = LoadedModel(_text_model(), "sst2_textcnn", normalise_arguments("sst2_textcnn", {}), sha256="")
     context = AttackContext(device=torch.device("cpu"), seed=0, task="sst2", data_dir=data_dir, progress=False)
     for data in ("task", "noise"):
-        options = {"queries": 400, "epochs": 2, "data": data, "agreement": 200}
+        options = {"queries": 400, "epochs": 2, "query_data": data, "agreement": 200}
         result = run_attack("extract", LocalModelOracle(victim), context, options)
         assert result.architecture == "sst2_textcnn" and result.summary["agreement_images"] == 200
         assert 0.0 <= result.summary["agreement"] <= 1.0 and result.summary["queries_sent"] == 600
     with pytest.raises(UsageError, match="the victim takes"):
-        run_attack("extract", LocalModelOracle(victim), context, {"queries": 10, "data": "mnist"})
+        run_attack("extract", LocalModelOracle(victim), context, {"queries": 10, "query_data": "mnist"})

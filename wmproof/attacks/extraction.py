@@ -64,7 +64,7 @@ class ModelExtraction(OracleAttack):
     citation = "Tramèr et al. 2016; Orekondy et al. 2019; feature-sharing paper 2 and 4"
     parameters = {
         "queries": Param(int, 10_000, "inputs sent to the victim for training (the query budget)", min=1),
-        "data": Param(
+        "query_data": Param(
             str,
             "task",
             "what is sent: the task's images without labels, uniform noise, or a data set's images",
@@ -118,7 +118,9 @@ class ModelExtraction(OracleAttack):
 
     def check(self, victim: Any, context: AttackContext, options: Mapping[str, Any]) -> None:
         self.plan(victim, options)
-        self._queries(options["data"], options["queries"], context, tuple(victim.input_shape), victim.input_datatype)
+        self._queries(
+            options["query_data"], options["queries"], context, tuple(victim.input_shape), victim.input_datatype
+        )
 
     def run(self, victim: Any, context: AttackContext, **options: Any) -> AttackResult:
         import torch
@@ -129,7 +131,7 @@ class ModelExtraction(OracleAttack):
         start = _pretrained(options["init"]) if options.get("init") else None
         arch, labels = self.plan(victim, options, start)
         classes, shape = int(victim.num_classes), tuple(victim.input_shape)
-        inputs = self._queries(options["data"], options["queries"], context, shape, victim.input_datatype)
+        inputs = self._queries(options["query_data"], options["queries"], context, shape, victim.input_datatype)
 
         # 1. Query, within the budget.
         t0 = time.perf_counter()
@@ -161,7 +163,7 @@ class ModelExtraction(OracleAttack):
         # 3. How close it came: agreement with the victim on test images it never trained on.
         summary: dict[str, Any] = {
             "queries": int(inputs.shape[0]),
-            "data": options["data"],
+            "query_data": options["query_data"],
             "labels": labels,
             "levels": options["levels"],
             "architecture": arch,

@@ -199,7 +199,9 @@ class RegistryClient:
         try:
             self.address = to_checksum_address(address)
         except ValueError:
-            raise ChainUnavailable(f"{address!r} is not an Ethereum address") from None
+            raise UsageError(
+                f"the registry {address!r} (--registry, $WMPROOF_REGISTRY) is not an Ethereum address"
+            ) from None
         with chain_errors(f"connecting to {network}"):
             self.chain_id = int(web3.eth.chain_id)
             code = bytes(web3.eth.get_code(self.address))

@@ -625,6 +625,12 @@ def save_model(
     return hashlib.sha256(data).hexdigest()
 
 
+def _looks_like_safetensors(data: bytes) -> bool:
+    """Whether ``data`` starts as a safetensors file does (a truncated one included): a little-endian u64
+    header length within safetensors' 100 MB limit, then a JSON object."""
+    return len(data) > 9 and 0 < int.from_bytes(data[:8], "little") <= 100_000_000 and data[8:9] == b"{"
+
+
 def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> LoadedModel:
     """Load a model file strictly: safetensors, known architecture, exact parameter names and shapes."""
     from safetensors import SafetensorError
@@ -636,9 +642,13 @@ def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu")
         tensors = load(data)
         metadata = _read_metadata(data)
     except (SafetensorError, ValueError, json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        raise MalformedInput(f"{path} is not a wmproof model file (not safetensors)") from None
+        if _looks_like_safetensors(data):  # a damaged model file: malformed input (3)
+            raise MalformedInput(f"{path}: damaged model file (its safetensors header does not parse)") from None
+        # Not a model file at all (a text file, a pickle...): the wrong file was given, a usage error (2), as
+        # for every other kind of file (docs/protocol.md 9.4).
+        raise UsageError(f"{path} is not a wmproof model file (not safetensors)") from None
     if metadata.get("format") != MODEL_FORMAT:
-        raise MalformedInput(f"{path} is a safetensors file but not a wmproof model (no '{MODEL_FORMAT}' metadata)")
+        raise UsageError(f"{path} is a safetensors file but not a wmproof model (no '{MODEL_FORMAT}' metadata)")
     name = metadata.get("architecture", "")
     if is_factory(name):  # code to import: the user's decision (trust), not a malformed file
         try:
