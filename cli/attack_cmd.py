@@ -290,7 +290,14 @@ def _command_for(name: str, attack: Any) -> Any:
 @app.command("list")
 @handle_errors
 def list_attacks(as_json: JsonOption = False) -> None:
-    """The attacks, what they need (weights or queries), their papers and parameters."""
+    """The attacks, what they need (weights or queries), their papers and parameters.
+
+    Examples:
+
+        wmproof attack list
+
+        wmproof attack list --json
+    """
     from wmproof.attacks import ATTACKS, get_attack
 
     listing = {name: get_attack(name).describe() for name in ATTACKS}

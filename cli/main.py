@@ -51,8 +51,21 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    threads: int | None = typer.Option(
+        None,
+        "--threads",
+        envvar="WMPROOF_THREADS",
+        min=1,
+        help="CPU threads for torch (before the command: wmproof --threads 1 train ...). Default: the CPUs this "
+        "process may use (affinity, cgroup quota) less those busy now. Seeded results are reproducible for a "
+        "fixed count.",
+        show_default=False,
+    ),
 ) -> None:
     """wmproof."""
+    from wmproof.engine.threads import configure_threads
+
+    configure_threads(threads)
 
 
 def run_cli(argv: list[str] | None = None) -> int:

@@ -71,6 +71,7 @@ def train_command(
     from wmproof.engine.data import load_image_dataset
     from wmproof.engine.device import resolve_device
     from wmproof.engine.models import save_model
+    from wmproof.engine.threads import threads_in_use
     from wmproof.engine.train import (
         TensorData,
         accuracy,
@@ -84,7 +85,10 @@ def train_command(
     config.check()
     train = load_image_dataset(dataset, "train", data_dir).subset(limit_train)
     test = load_image_dataset(dataset, "test", data_dir)
-    note(f"training {arch} on {len(train)} {dataset} images for {config.epochs} epochs on {dev} (seed {seed})")
+    threads = threads_in_use()
+    where = f"{dev}, {threads} thread{'s' * (threads != 1)}" if dev.type == "cpu" else str(dev)
+    epochs = f"{config.epochs} epoch{'s' * (config.epochs != 1)}"
+    note(f"training {arch} on {len(train)} {dataset} images for {epochs} on {where} (seed {seed})")
     t0 = time.perf_counter()
     model, args, history = train_new_model(arch, {}, train.images, train.labels, train.num_classes, config, dev)
     seconds = time.perf_counter() - t0

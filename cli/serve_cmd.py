@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -62,6 +63,10 @@ def serve_command(
     ] = 256,
     device: DeviceOption = "auto",
     trust_module: TrustModuleOption = None,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Say where it serves as one JSON line on stdout, once it accepts requests."),
+    ] = False,
 ) -> None:
     """Serve models over the Open Inference Protocol (KServe v2 REST), as an adversary's API would.
 
@@ -132,11 +137,16 @@ def serve_command(
         )
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    stdout.print(
-        f"serving {name} at {server.url}/v2/models/{name} (Open Inference Protocol); Ctrl-C stops",
-        markup=False,
-        highlight=False,
-    )
+    if as_json:  # one line, flushed: a script waits for it, then queries
+        print(
+            json.dumps({"serving": name, "url": server.url, "endpoint": f"{server.url}/v2/models/{name}"}), flush=True
+        )
+    else:
+        stdout.print(
+            f"serving {name} at {server.url}/v2/models/{name} (Open Inference Protocol); Ctrl-C stops",
+            markup=False,
+            highlight=False,
+        )
     try:
         server.serve_forever()
     finally:

@@ -29,6 +29,19 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("WMPROOF_HOME", str(tmp_path_factory.mktemp("home")))
     for name in CHAIN_ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
+    # One thread count for the whole run: the CLI's default follows the machine's load, and a count that
+    # changed between two in-process commands would change their float sums (tests/test_engine.py tests the
+    # default itself).
+    monkeypatch.setenv("WMPROOF_THREADS", SESSION_THREADS)
+
+
+def _session_threads() -> str:
+    import torch
+
+    return str(torch.get_num_threads())
+
+
+SESSION_THREADS = _session_threads()
 
 
 @pytest.fixture(autouse=True)

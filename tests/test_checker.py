@@ -15,13 +15,13 @@ CORPUS = ROOT / "tests" / "vectors"
 
 
 def fresh_venv(tmp_path_factory, extras: str) -> Path:
-    """A new virtual environment with wmproof[extras] installed from this checkout, and nothing else."""
+    """A new virtual environment with wmproof[extras] installed from this checkout, and nothing else, by the
+    README's command: ``pip install '.[check]'`` in the checkout, the environment's own pip."""
+    assert "`pip install '.[check]'`" in (ROOT / "README.md").read_text()  # what this tests is what it says
     venv = tmp_path_factory.mktemp(extras.replace(",", "-")) / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     install = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", f"{ROOT}[{extras}]"],
-        capture_output=True,
-        text=True,
+        [str(venv / "bin" / "pip"), "install", f".[{extras}]"], cwd=ROOT, capture_output=True, text=True
     )
     assert install.returncode == 0, install.stderr[-2000:]
     return venv

@@ -59,3 +59,11 @@ def test_a_bare_group_prints_its_help_and_no_empty_error(capsys):
         assert run_cli(group) == 2
         out, err = capsys.readouterr()
         assert "Usage: wmproof" in out and "Commands" in out and err == "", (group, err)
+
+
+def test_every_command_has_json_and_an_example():
+    """Issue 15, item 4: ``--json`` for scripts and an example in ``--help``, in every command."""
+    for name, command in all_commands():
+        flags = {flag for param in command.params for flag in param.opts}
+        assert "--json" in flags, f"{name} has no --json"
+        assert "Example" in (command.help or ""), f"{name} --help has no example"

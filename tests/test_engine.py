@@ -151,3 +151,45 @@ def test_a_scripted_train_prints_progress_lines(tmp_path, data_dir):
                             "--out", str(tmp_path / "q.safetensors")], capture_output=True, text=True, env=env,
                            timeout=300)  # fmt: skip
     assert quiet.returncode == 0 and "progress:" not in quiet.stderr
+
+
+def test_the_default_thread_count_leaves_busy_cpus_alone(monkeypatch):
+    """Issue 15, item 6: the CPUs this process may use, less those running other work now."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from wmproof.engine import threads
+
+    assert threads.available_cpus() == min(len(os.sched_getaffinity(0)), os.cpu_count())
+    monkeypatch.setattr(threads, "available_cpus", lambda: 4)
+    for busy, expected in ((0, 4), (1, 3), (3, 1), (9, 1)):
+        monkeypatch.setattr(threads, "busy_cpus", lambda busy=busy: busy)
+        assert threads.default_threads() == expected
+    # The real count: processes spinning on every CPU are seen as busy.
+    spin = "import time\nt = time.time()\nwhile time.time() - t < 20: pass\n"
+    spinners = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(len(os.sched_getaffinity(0)))]
+    try:
+        time.sleep(0.5)
+        assert threads.busy_cpus() >= len(spinners) - 1
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+
+
+def test_threads_are_set_for_torch_and_the_environment(monkeypatch):
+    import os
+
+    import torch
+
+    from wmproof.engine.threads import configure_threads
+
+    before = torch.get_num_threads()
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # so that monkeypatch puts back what was there
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+    try:
+        assert configure_threads(1) == 1 and torch.get_num_threads() == 1 and os.environ["OMP_NUM_THREADS"] == "1"
+    finally:
+        torch.set_num_threads(before)

@@ -92,6 +92,7 @@ def run_demo(
     from .engine.data import load_image_dataset
     from .engine.device import resolve_device
     from .engine.models import load_model, save_model
+    from .engine.threads import threads_in_use
     from .engine.train import TensorData, accuracy, recipe_config, train_new_model
     from .oracles.local import LocalModelOracle
     from .protocol.timestamps import find_timestamp, format_time, load_record, publish, save_record
@@ -113,7 +114,8 @@ def run_demo(
     test = load_image_dataset(dataset, "test", data_dir)
     test_tensors = TensorData.from_numpy(test.images, test.labels, device)
     timed("load data", t0)
-    log(f"data: {dataset}, {len(train)} training and {len(test)} test images; device {device}")
+    where = f"{device}, {threads_in_use()} thread{'s' * (threads_in_use() != 1)}" if device.type == "cpu" else device
+    log(f"data: {dataset}, {len(train)} training and {len(test)} test images; device {where}")
 
     def train_clean(name: str, model_seed: int) -> Path:
         t = time.perf_counter()
