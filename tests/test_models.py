@@ -107,7 +107,7 @@ def test_pickle_is_never_loaded(tmp_path):
 
     path = tmp_path / "evil.safetensors"
     torch.save({"weights": Exploit()}, path)
-    with pytest.raises(MalformedInput):
+    with pytest.raises(UsageError, match="not a wmproof model file"):  # not a model file at all: the wrong file
         load_model(path)
     assert not marker.exists()
 
@@ -117,7 +117,7 @@ def test_foreign_or_inconsistent_files_are_refused(tmp_path):
 
     plain = tmp_path / "plain.safetensors"
     save_file({"w": torch.zeros(3)}, plain)
-    with pytest.raises(MalformedInput, match="not a wmproof model"):
+    with pytest.raises(UsageError, match="not a wmproof model"):  # someone else's safetensors: the wrong file
         load_model(plain)
     wrong = tmp_path / "wrong.safetensors"
     tensors = {k: v.contiguous() for k, v in build_model("mnist_mlp").state_dict().items()}
