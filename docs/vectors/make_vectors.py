@@ -224,18 +224,19 @@ def generator_vectors() -> None:
     )
 
 
+#: The task and counts of the keys.json and beacon.json keys.
+VECTOR_TASK = dict(
+    items=4, batch_size=2, num_classes=10, input_shape=(1, 5, 7), alpha=Fraction(1, 100), created_at=1_700_000_000
+)
+
+
 def vector_keys():
     """The fixed key pair of keys.json (and of timestamps.json)."""
     identity = Identity(SigningKey(hashlib.sha256(b"wmproof test owner").digest()), 1_700_000_000, "test owner")
     mk, vk = keygen(
         identity,
         "adi-backdoor",
-        items=4,
-        batch_size=2,
-        num_classes=10,
-        input_shape=(1, 5, 7),
-        alpha=Fraction(1, 100),
-        created_at=1_700_000_000,
+        **VECTOR_TASK,
         entropy=deterministic("keygen"),
     )
     return identity, mk, vk
@@ -425,43 +426,22 @@ def beacon_vectors() -> None:
     beacon: the signed key commitment, its anchor, the beacon record, the challenge and the key file. No chain
     is needed to reproduce it; a checker also confirms on chain that the anchor was registered in block R and
     that block R + 1 has the beacon hash (section 13.4)."""
-    from wmproof.protocol.challenge import challenge_transcript, opened_indices
-    from wmproof.protocol.keys import commit_key, open_key
+    from wmproof.protocol.challenge import opened_indices
+    from wmproof.protocol.keys import commit_key, open_key, statement_transcript
     from wmproof.protocol.timestamps import anchor_of
 
     identity = Identity(SigningKey(hashlib.sha256(b"wmproof beacon owner").digest()), 1_700_000_000, "beacon owner")
     pending = commit_key(
         identity,
         "adi-backdoor",
-        items=4,
-        batch_size=2,
-        num_classes=10,
-        input_shape=(1, 5, 7),
-        alpha=Fraction(1, 100),
-        created_at=1_700_000_000,
+        **VECTOR_TASK,
         entropy=deterministic("beacon-keygen"),
     )
     registry = bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3")
     beacon_hash = hashlib.sha256(b"block 42").digest()
     mk, vk = open_key(pending, chain_id=31337, registry=registry, registered_block=41, beacon_hash=beacon_hash)
+    transcript = statement_transcript(bytes(identity.public_key), pending.statement, vk.beacon.record())
     s = pending.statement
-    transcript = challenge_transcript(
-        owner=bytes(identity.public_key),
-        scheme=s["scheme"],
-        params=s["params"],
-        num_classes=s["num_classes"],
-        input_shape=s["input_shape"],
-        committed=vk.committed,
-        items=vk.items,
-        batch_size=vk.batch_size,
-        merkle_root=vk.merkle_root,
-        alpha=vk.alpha,
-        min_matches=vk.min_matches,
-        proof_min_matches=vk.proof_min_matches,
-        grinding_bits=vk.grinding_bits,
-        created_at=vk.created_at,
-        beacon=vk.beacon.record(),
-    )
     state = transcript.digest()
     cases = [
         {

@@ -36,6 +36,7 @@ from ..crypto import (
     KdfParams,
     MerkleTree,
     PassphraseSource,
+    Transcript,
     VerifyKey,
     canonical_encode,
     commit,
@@ -341,6 +342,29 @@ class VerificationKey:
 VK_FIELDS = {*COMMITTED_FIELDS, "beacon", "opened", "sealed"}
 
 
+def statement_transcript(owner: bytes, statement: dict[str, Any], beacon: dict[str, Any] | None) -> Transcript:
+    """The challenge transcript (docs/protocol.md 14.1) of a key's committed fields (``protocol`` to
+    ``created_at`` of section 9.2), with its beacon record or None."""
+    n = statement["items"]
+    return challenge_transcript(
+        owner=owner,
+        scheme=statement["scheme"],
+        params=statement["params"],
+        num_classes=statement["num_classes"],
+        input_shape=statement["input_shape"],
+        committed=2 * n,
+        items=n,
+        batch_size=statement["batch_size"],
+        merkle_root=statement["merkle_root"],
+        alpha=Fraction(*statement["alpha"]),
+        min_matches=statement["min_matches"],
+        proof_min_matches=statement["proof_min_matches"],
+        grinding_bits=statement["grinding_bits"],
+        created_at=statement["created_at"],
+        beacon=beacon,
+    )
+
+
 def _is_uint(value: Any) -> bool:
     return type(value) is int and 0 <= value < (1 << 63)
 
@@ -411,23 +435,7 @@ def parse_verification_key(data: bytes, where: str = "verification key") -> Veri
         raise MalformedInput(
             f"{where}: proof_min_matches {s['proof_min_matches']} does not follow from the batch size ({expected})"
         )
-    transcript = challenge_transcript(
-        owner=bytes(doc.signer),
-        scheme=s["scheme"],
-        params=s["params"],
-        num_classes=s["num_classes"],
-        input_shape=s["input_shape"],
-        committed=2 * n,
-        items=n,
-        batch_size=b,
-        merkle_root=s["merkle_root"],
-        alpha=alpha,
-        min_matches=s["min_matches"],
-        proof_min_matches=s["proof_min_matches"],
-        grinding_bits=s["grinding_bits"],
-        created_at=s["created_at"],
-        beacon=s["beacon"],
-    )
+    transcript = statement_transcript(bytes(doc.signer), s, s["beacon"])
     chosen = opened_indices(transcript, 2 * n, n)
     leaves: list[bytes | None] = [None] * (2 * n)
     opened = []
@@ -750,23 +758,7 @@ def _open(pending: PendingKey, beacon: dict[str, Any] | None) -> tuple[MarkingKe
     s = pending.statement
     n = s["items"]
     committed = 2 * n
-    transcript = challenge_transcript(
-        owner=bytes(pending.identity.signing_key.verify_key),
-        scheme=s["scheme"],
-        params=s["params"],
-        num_classes=s["num_classes"],
-        input_shape=s["input_shape"],
-        committed=committed,
-        items=n,
-        batch_size=s["batch_size"],
-        merkle_root=s["merkle_root"],
-        alpha=Fraction(*s["alpha"]),
-        min_matches=s["min_matches"],
-        proof_min_matches=s["proof_min_matches"],
-        grinding_bits=s["grinding_bits"],
-        created_at=s["created_at"],
-        beacon=beacon,
-    )
+    transcript = statement_transcript(bytes(pending.identity.signing_key.verify_key), s, beacon)
     opened = set(opened_indices(transcript, committed, n))
     items, salts = pending.items, pending.salts
     statement = {
