@@ -135,7 +135,7 @@ def item_from_record(record: Any, where: str) -> TriggerItem:
     index, label, seed = record["index"], record["label"], record.get("seed")
     if type(index) is not int or type(label) is not int or index < 0 or label < 0:
         raise MalformedInput(f"{where}: malformed trigger item index or label")
-    if seed is not None and not (isinstance(seed, bytes) and len(seed) == 32):
+    if "seed" in record and not (isinstance(seed, bytes) and len(seed) == 32):  # a seed, or no "seed" at all
         raise MalformedInput(f"{where}: malformed trigger item seed")
     array = _tensor_from_record(record["input"], where)
     reference = None
@@ -148,6 +148,14 @@ def item_from_record(record: Any, where: str) -> TriggerItem:
 
 def commitment_message(item: TriggerItem) -> bytes:
     return canonical_encode(item_record(item))
+
+
+def record_commitment(record: dict[str, Any], salt: bytes) -> bytes:
+    """The commitment to an item read from a file, from its record as read: a record that
+    :func:`item_from_record` accepts is exactly ``item_record`` of the item it makes (every field is checked,
+    and none has a second form), so its canonical encoding is the item's commitment message, without
+    rebuilding the record from arrays."""
+    return commit(COMMIT_TRIGGER_ITEM, canonical_encode(record), salt=salt)[0]
 
 
 # ----------------------------------------------------------------------------------- verification key
@@ -443,17 +451,22 @@ def parse_verification_key(data: bytes, where: str = "verification key") -> Veri
         what = f"{where}: opened item {position}"
         if not isinstance(entry, dict) or not _is_salt(entry.get("salt")):
             raise MalformedInput(f"{what} has no valid salt")
-        item = item_from_record({k: v for k, v in entry.items() if k != "salt"}, what)
+        record = {k: v for k, v in entry.items() if k != "salt"}
+        item = item_from_record(record, what)
         if item.index != index:
             raise MalformedInput(f"{what} is item {item.index}, but the challenge opens item {index}")
         if tuple(item.input.shape) != tuple(s["input_shape"]) or not 0 <= item.label < s["num_classes"]:
             raise MalformedInput(f"{what} does not fit the key's task")
         if scheme.seed_derived and item.seed is None:
             raise MalformedInput(f"{what} (index {index}) has no seed: a crafted item")
-        if not scheme.check_item(item, s["num_classes"], tuple(s["input_shape"]), s["params"]):
-            raise MalformedInput(f"{what} (index {index}) is not {_well_formed(scheme)}: a crafted item")
-        leaves[index] = commit(COMMIT_TRIGGER_ITEM, commitment_message(item), salt=entry["salt"])[0]
+        leaves[index] = record_commitment(record, entry["salt"])
         opened.append(item)
+    well_formed = scheme.check_items(opened, s["num_classes"], tuple(s["input_shape"]), s["params"])
+    for position, (item, ok) in enumerate(zip(opened, well_formed, strict=True)):
+        if not ok:
+            raise MalformedInput(
+                f"{where}: opened item {position} (index {item.index}) is not {_well_formed(scheme)}: a crafted item"
+            )
     kept = [i for i in range(2 * n) if leaves[i] is None]
     for index, commitment in zip(kept, s["sealed"], strict=True):
         leaves[index] = commitment
@@ -903,5 +916,6 @@ def check_marking_key(mk: MarkingKey, vk: VerificationKey, mk_name: str = "marki
     for item in mk.items:
         if scheme.seed_derived and item.seed != item_seed(mk.master_seed, item.index):
             raise MalformedInput(f"{mk_name}: item {item.index} is not what the generator makes from its seed")
-        if not scheme.check_item(item, vk.num_classes, vk.input_shape, vk.params):
+    for item, ok in zip(mk.items, scheme.check_items(mk.items, vk.num_classes, vk.input_shape, vk.params), strict=True):
+        if not ok:
             raise MalformedInput(f"{mk_name}: item {item.index} is not {_well_formed(scheme)}")

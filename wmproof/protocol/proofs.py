@@ -26,8 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..crypto import CryptoError, MerkleTree, commit, open_signed_container, sign_container, verify_inclusion
-from ..crypto.tags import COMMIT_TRIGGER_ITEM
+from ..crypto import CryptoError, MerkleTree, open_signed_container, sign_container, verify_inclusion
 from ..errors import MalformedInput, UsageError
 from ..fileio import sha256_file, write_file
 from ..oracles import Oracle
@@ -40,10 +39,10 @@ from .keys import (
     MarkingKey,
     VerificationKey,
     check_marking_key,
-    commitment_message,
     item_from_record,
     item_record,
     parse_verification_key,
+    record_commitment,
 )
 from .verify import check_task_fits
 
@@ -216,23 +215,27 @@ def parse_proof(data: bytes, where: str = "proof") -> OwnershipProof:
             and isinstance(entry.get("path"), list)
         ):
             raise MalformedInput(f"{what} is malformed")
-        item = item_from_record({k: v for k, v in entry.items() if k not in ("salt", "path")}, what)
+        record = {k: v for k, v in entry.items() if k not in ("salt", "path")}
+        item = item_from_record(record, what)
         if item.index != index:
             raise MalformedInput(f"{what} is item {item.index}, but batch {s['batch']} holds item {index} there")
         if tuple(item.input.shape) != tuple(vk.input_shape) or not 0 <= item.label < vk.num_classes:
             raise MalformedInput(f"{what} does not fit the key's task")
-        commitment = commit(COMMIT_TRIGGER_ITEM, commitment_message(item), salt=entry["salt"])[0]
+        commitment = record_commitment(record, entry["salt"])
         if commitment != vk.sealed[index]:
             raise MalformedInput(f"{what} (item {index}) does not open the key's commitment")
         try:
             verify_inclusion(commitment, index, vk.committed, entry["path"], vk.merkle_root)
         except CryptoError:
             raise MalformedInput(f"{what} (item {index}): its Merkle path does not lead to the key's root") from None
-        if scheme.seed_derived and (
-            item.seed is None or not scheme.check_item(item, vk.num_classes, vk.input_shape, vk.params)
-        ):
-            raise MalformedInput(f"{what} (item {index}) is not what the generator makes from its seed")
         items.append(item)
+    if scheme.seed_derived:
+        well_formed = scheme.check_items(items, vk.num_classes, vk.input_shape, vk.params)
+        for position, (item, ok) in enumerate(zip(items, well_formed, strict=True)):
+            if item.seed is None or not ok:
+                raise MalformedInput(
+                    f"{where}: opening {position} (item {item.index}) is not what the generator makes from its seed"
+                )
     return OwnershipProof(
         verification_key=vk,
         batch=s["batch"],

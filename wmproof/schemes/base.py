@@ -212,6 +212,13 @@ class Scheme(ABC):
         checked; a scheme with nothing more to check accepts any item without a reference input."""
         return item.reference is None
 
+    def check_items(
+        self, items: list[TriggerItem], num_classes: int, input_shape: tuple[int, int, int], params: Mapping[str, Any]
+    ) -> list[bool]:
+        """:meth:`check_item` for each of ``items``. Readers call this, once per file: a scheme whose check
+        is cheaper in bulk (regenerating 2N trigger images in a proof check) overrides it."""
+        return [self.check_item(item, num_classes, input_shape, params) for item in items]
+
     @abstractmethod
     def embed(self, request: EmbedRequest) -> Embedded:
         """Return a model (torch module) in which the request's items are embedded."""
