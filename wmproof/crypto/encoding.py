@@ -66,6 +66,14 @@ def _encode(value: Any, out: bytearray, depth: int) -> None:
             for item in value:
                 _encode(item, out, depth + 1)
             return
+    elif kind is dict:
+        # str keys sorted as str: for valid Unicode, code point order is UTF-8 byte order.
+        if len(value) <= 15 and all(type(key) is str for key in value):
+            out.append(0x80 | len(value))
+            for key in sorted(value):
+                _encode(key, out, depth + 1)
+                _encode(value[key], out, depth + 1)
+            return
     if value is None:
         out.append(0xC0)
     elif value is True:

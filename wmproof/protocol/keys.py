@@ -21,6 +21,7 @@ to how the evidence will be judged before any suspect model is seen.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import struct
 import time
@@ -110,7 +111,7 @@ def _tensor_from_record(tensor: Any, where: str) -> np.ndarray:
         raise MalformedInput(f"{where}: malformed trigger item shape")
     dtype = np.dtype(DTYPES[tensor["dtype"]])
     data = tensor["data"]
-    if not isinstance(data, bytes) or len(data) != int(np.prod(shape)) * dtype.itemsize:
+    if not isinstance(data, bytes) or len(data) != math.prod(shape) * dtype.itemsize:
         raise MalformedInput(f"{where}: trigger item data does not match its shape")
     array = np.frombuffer(data, dtype=dtype).reshape(shape)
     if tensor["dtype"] == "float32":

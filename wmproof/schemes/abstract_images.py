@@ -112,9 +112,9 @@ def generate_abstract_images(
         b"".join(tagged_xof(TRIGGER_ABSTRACT_IMAGE, s, suffix).read(_BATCH_STREAM) for s in seeds), dtype=np.uint8
     ).reshape(n, _BATCH_STREAM)
     draw = _Draws(streams)
-    labels = draw.below(np.full(n, num_classes))
+    labels = draw.below(num_classes)
     background = np.stack([draw.byte() for _ in range(c)], axis=1)  # (N, C)
-    count = 8 + draw.below(np.full(n, 8))
+    count = 8 + draw.below(8)
     half_h, half_w = (h + 1) // 2, (w + 1) // 2
     images = np.empty((n, c, h, w), dtype=np.uint8)
     images[:] = background[:, :, None, None]
@@ -123,13 +123,13 @@ def generate_abstract_images(
     for step in range(15):
         active = count > step
         draw.active = active
-        kind = draw.below(np.full(n, 4))
-        hh = 1 + draw.below(np.full(n, half_h))
-        ww = 1 + draw.below(np.full(n, half_w))
+        kind = draw.below(4)
+        hh = 1 + draw.below(half_h)
+        ww = 1 + draw.below(half_w)
         top = draw.below(h - hh + 1)
         left = draw.below(w - ww + 1)
         colour = np.stack(
-            [(background[:, k].astype(np.int64) + 64 + draw.below(np.full(n, 129))) % 256 for k in range(c)], axis=1
+            [(background[:, k].astype(np.int64) + 64 + draw.below(129)) % 256 for k in range(c)], axis=1
         ).astype(np.uint8)
         painted = np.flatnonzero(active)
         combo = (kind[painted] * (half_h + 1) + hh[painted]) * (half_w + 1) + ww[painted]
@@ -197,11 +197,30 @@ class _Draws:
         out[who] = self._read(1, who)
         return out
 
-    def below(self, bound: np.ndarray) -> np.ndarray:
-        """Per stream, below(bound[i]) as section 2.3 of docs/protocol.md defines it; 0 where inactive."""
-        out = np.zeros(len(self.streams), dtype=np.int64)
+    def below(self, bound: int | np.ndarray) -> np.ndarray:
+        """Per stream, below(bound[i]) as section 2.3 of docs/protocol.md defines it; 0 where inactive. A
+        bound of one byte, the same for every stream (most draws), takes the short path."""
+        n = len(self.streams)
+        if isinstance(bound, int) and bound <= 256:
+            out = np.zeros(n, dtype=np.int64)
+            if bound == 1:
+                return out
+            limit, last = 256 - 256 % bound, self.streams.shape[1] - 1
+            pending = np.flatnonzero(self.active)
+            while len(pending):
+                at = self.pos[pending]
+                over = at > last
+                if over.any():
+                    self.exhausted[pending[over]] = True
+                value = self.streams[pending, np.minimum(at, last)].astype(np.int64)
+                self.pos[pending] = at + 1
+                accepted = (value < limit) | over
+                out[pending[accepted]] = value[accepted] % bound
+                pending = pending[~accepted]
+            return out
+        bound = np.broadcast_to(np.asarray(bound, dtype=np.int64), (n,))
+        out = np.zeros(n, dtype=np.int64)
         pending = np.flatnonzero(self.active & (bound > 1))
-        bound = bound.astype(np.int64)
         while len(pending):
             b = bound[pending]
             nbytes = np.where(b > 256, 2, 1)
