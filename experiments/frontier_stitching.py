@@ -46,6 +46,49 @@ EPSILONS = ("0.025", "0.1", "0.25", "0.5")
 PRUNING = (0.25, 0.5, 0.75, 0.85)
 SVD = (0.25, 0.5, 0.75, 0.9)
 PAPER_ALPHA = Fraction(1, 20)
+
+#: The paper's numbers (../shared/papers/le-merrer-frontier-stitching.txt). Tables 1-3 per architecture and
+#: rate: (key elements removed of 100, their sd, extraction rate, accuracy after). The paper prunes the MLP
+#: at 0.80 where our grid has 0.85, has no 0.85 row for the IRNN, and runs the SVD compressor (keras
+#: compressor) on the MLP and the CNN only.
+PAPER_PRUNING = {
+    "mnist_cnn": {0.25: (0.053, 0.229, 1.000, 0.983), 0.5: (0.263, 0.562, 1.000, 0.984),
+                  0.75: (3.579, 2.479, 1.000, 0.983), 0.85: (34.000, 9.298, 0.789, 0.936)},
+    "mnist_irnn": {0.25: (14.038, 3.873, 1.000, 0.991), 0.5: (59.920, 6.782, 0.000, 0.987),
+                   0.75: (84.400, 4.093, 0.000, 0.148)},
+    "mnist_mlp": {0.25: (0.360, 0.700, 1.000, 0.951), 0.5: (0.704, 0.724, 1.000, 0.947),
+                  0.75: (9.615, 4.392, 1.000, 0.915), 0.8: (24.438, 5.501, 1.000, 0.877)},
+}  # fmt: skip
+PAPER_SVD = {
+    "mnist_cnn": {0.25: (1.867, 1.457, 1.000, 0.987), 0.5: (20.143, 4.721, 1.000, 0.885),
+                  0.75: (69.643, 3.296, 0.000, 0.426), 0.9: (83.714, 3.989, 0.000, 0.255)},
+    "mnist_mlp": {0.25: (0.385, 0.898, 1.000, 0.973), 0.5: (5.760, 2.697, 1.000, 0.966),
+                  0.75: (48.423, 5.742, 0.077, 0.953), 0.9: (83.760, 6.346, 0.000, 0.157)},
+}  # fmt: skip
+PAPER_OVERWRITING = {
+    "mnist_cnn": (17.842, 3.594, 1.000, 0.983),
+    "mnist_irnn": (37.423, 3.931, 0.884, 0.989),
+    "mnist_mlp": (27.741, 5.749, 1.000, 0.972),
+}
+#: Section 4 (set-up and 4.2): the Keras examples' accuracies, and the cost of marking.
+PAPER_FIDELITY = {
+    "mnist_mlp": "98.4 % before (10 epochs); marking costs 0.4 / 0.8 points (\\|K\\| = 20 / 100, 30 runs)",
+    "mnist_cnn": (
+        "99.3 % before (10 epochs); 0.14 points for \\|K\\| = 20 at ε = 0.25 (10 runs); \\|K\\| = 100: Fig. 4 only"
+    ),
+    "mnist_irnn": '99.18 % before (900 epochs); "nearly no degradation"',
+}
+
+
+def paper_attack(values: tuple[float, float, float, float] | None, rate: float | None = None) -> str:
+    """One Table 1-3 cell of the paper: removed ± sd, extraction rate, accuracy after."""
+    if values is None:
+        return "not in the paper"
+    removed, sd, extracted, accuracy = values
+    at = f" (at {rate})" if rate is not None else ""
+    return f"{removed:.1f} ± {sd:.1f} removed, extracted {100 * extracted:.0f} %, {100 * accuracy:.1f} %{at}"
+
+
 DEFAULT_ALPHA = Fraction(1, 10**6)
 
 
@@ -351,13 +394,15 @@ def render(results: dict[str, Any], command: str) -> str:
         "",
         "## The paper's numbers",
         "",
-        "The paper's tables could not be read on this machine: it has no network access beyond package registries, "
-        "and the stored copies of the paper in the project's reference library hold only its abstract. What is known "
-        'and used below: three MNIST networks (MLP, CNN, IRNN), |K| = 100 ("watermarking with 100 images incurs a '
-        'slight accuracy degradation", abstract), the B(|K|, 1/2) null with 41 of 100 and 5 of 20 errors tolerated '
-        "at p < 0.05 (the issue's statement of section 3.3), ε = 0.25 as the default FGSM step, and a tolerated "
-        "accuracy drop of about 3.5 % (footnote 3). Every `paper` cell that says *n/r* is a value not read here; "
-        "filling them in needs the PDF (arXiv 1711.01894 or HAL hal-02264449).",
+        "The `paper` cells are transcribed from the paper's text (a copy is in ../shared/papers/; the values are "
+        "`PAPER_*` in experiments/frontier_stitching.py). Its set-up (section 4): the Keras examples mnist_mlp "
+        "(98.4 % after 10 epochs), mnist_cnn (99.3 % after 10) and mnist_irnn (99.18 % after 900), trained on all "
+        "60,000 images with mini-batches of 128; keys of |K| = 100 made with FGSM at ε = 0.25 (Cleverhans), from "
+        "test images then removed from the test set; marking by fine-tuning at a tenth of the training rate; "
+        "tables over 30 markings per network (4.2); the mark found when fewer than 42 of 100 key elements are "
+        "misclassified (p < 0.05); attacks are plausible while accuracy stays above 0.95 (footnote 3: about the "
+        "3.5 % drop a trojaning paper tolerates). In the tables, *removed* is the paper's mean number of key "
+        "elements erased, *extracted* its extraction success rate.",
         "",
         "## Fidelity (section 4.2)",
         "",
@@ -378,8 +423,8 @@ def render(results: dict[str, Any], command: str) -> str:
             f"{pct([f.get('control', math.nan) for f in f20])} | {pct([f['after'] for f in f100])} | "
             f"{pct([f.get('control', math.nan) for f in f100])} | "
             f"{num([f['epochs'] for f in f20])} / {num([f['epochs'] for f in f100])} "
-            f'| {num([f["seconds"] for f in f20], 0)} / {num([f["seconds"] for f in f100], 0)} | n/r ("slight '
-            'degradation", ≤ 3.5 %) |'
+            f"| {num([f['seconds'] for f in f20], 0)} / {num([f['seconds'] for f in f100], 0)} | "
+            f"{PAPER_FIDELITY[arch]} |"
         )
     lines += [
         "",
@@ -428,9 +473,19 @@ def render(results: dict[str, Any], command: str) -> str:
         "*Extracted*: runs where the mark is still found, at p < 0.05 (≤ 41 errors) and at α = 1e-6 (≤ 26).",
         "",
     ]
-    for table, rates, title in (
-        ("pruning", PRUNING, "Table 1: magnitude pruning (the smallest |w| of every weight tensor set to zero)"),
-        ("svd", SVD, "Table 2: truncated SVD (rate = fraction of singular values dropped per weight matrix)"),
+    for table, rates, title, paper in (
+        (
+            "pruning",
+            PRUNING,
+            "Table 1: magnitude pruning (the smallest |w| of every weight tensor set to zero)",
+            PAPER_PRUNING,
+        ),
+        (
+            "svd",
+            SVD,
+            "Table 2: truncated SVD (rate = fraction of singular values dropped per weight matrix)",
+            PAPER_SVD,
+        ),
     ):
         lines += [
             f"### {title}",
@@ -445,7 +500,7 @@ def render(results: dict[str, Any], command: str) -> str:
                     f"| {arch} | {rate} | {num([c['removed'] for c in cells])} | "
                     f"{sum(c['extracted_005'] for c in cells)}/{len(cells)} | "
                     f"{sum(c['extracted_1e-6'] for c in cells)}/{len(cells)} | "
-                    f"{pct([c['accuracy'] for c in cells])} | n/r |"
+                    f"{pct([c['accuracy'] for c in cells])} | {paper_cell(paper, arch, rate)} |"
                 )
         lines.append("")
     lines += [
@@ -460,10 +515,21 @@ def render(results: dict[str, Any], command: str) -> str:
             f"| {arch} | {num([c['removed'] for c in cells])} | "
             f"{sum(c['extracted_005'] for c in cells)}/{len(cells)} | "
             f"{sum(c['extracted_1e-6'] for c in cells)}/{len(cells)} | {pct([c['accuracy'] for c in cells])} | "
-            f"{num([c['summary'].get('epochs', 0) for c in cells])} | n/r |"
+            f"{num([c['summary'].get('epochs', 0) for c in cells])} | {paper_attack(PAPER_OVERWRITING[arch])} |"
         )
     lines += ["", *reading(runs), "", DIFFERENCES.format(train=f"{config['train']:,}")]
     return "\n".join(lines) + "\n"
+
+
+def paper_cell(paper: dict[str, dict[float, tuple[float, float, float, float]]], arch: str, rate: float) -> str:
+    """The paper's row at ``rate``, or at its nearest rate above 0.75 (it prunes the MLP at 0.80, not 0.85)."""
+    rows = paper.get(arch)
+    if not rows:
+        return "not in the paper (SVD on the MLP and the CNN only)"
+    if rate in rows:
+        return paper_attack(rows[rate])
+    near = [r for r in rows if r > 0.75]
+    return paper_attack(rows[near[0]], near[0]) if near else "not in the paper"
 
 
 def learned_sentence(runs: list[dict[str, Any]]) -> str:
@@ -543,6 +609,14 @@ DIFFERENCES = """## Differences from the paper, and why
   batch of 128 training images at lr/10 and stops when all are learned (at most 100 epochs, then an error).
 * **Overwriting** uses the attack's default learning rate (1e-3, the recipe's) for at most 20 epochs, so that
   it runs on a CPU; the paper's attacker fine-tunes at a tenth of it.
+* **Tables 1-3 against the paper's.** Where the paper's models keep their accuracy, ours lose it with the mark:
+  pruning 75 % of the CNN erases 74 ± 9 key elements here with accuracy falling to 64 %, where the paper's CNN
+  (99.3 %) loses 3.6 at 98.3 %; the IRNN's overwriting removes 48 here (mark lost in 3 of 3 runs) against 37 in
+  the paper (extracted 88 %), at ten times the paper's learning rate (above). Measured: in every row where
+  ours loses the mark, its accuracy is below the paper's 0.95 plausibility bound (the overwritten IRNN just
+  so, at 94.4 %). Not yet measured: whether owner models trained as the paper's (60,000 images, 10 epochs; the
+  `full` configuration) close the gap; until that run, the training budget is the likely cause, not a shown
+  one.
 * **Statistics.** Tolerated errors come from the exact binomial tail, P[B(100, 1/2) ≤ 41] = 0.044 < 0.05
   (42 would give 0.067: the off-by-one of a public reimplementation).
 """
