@@ -82,7 +82,10 @@ def run_cli(argv: list[str] | None = None) -> int:
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
             ctx = getattr(exc, "ctx", None)
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-            print(f"error: {exc.format_message()}{hint}", file=sys.stderr)
+            message = exc.format_message()
+            if "--threads" in message and "No such option" in message:  # a global option, given after the command
+                hint = " (it goes before the command: wmproof --threads N COMMAND, or $WMPROOF_THREADS)"
+            print(f"error: {message}{hint}", file=sys.stderr)
             return int(exc.exit_code)
         if type(exc).__name__ == "Abort":  # Ctrl-C at a prompt
             print("error: interrupted", file=sys.stderr)

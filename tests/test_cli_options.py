@@ -67,3 +67,10 @@ def test_every_command_has_json_and_an_example():
         flags = {flag for param in command.params for flag in param.opts}
         assert "--json" in flags, f"{name} has no --json"
         assert "Example" in (command.help or ""), f"{name} --help has no example"
+
+
+def test_threads_given_after_the_command_says_where_it_goes():
+    from helpers import run
+
+    error = run("train", "--threads", "1", code=2).stderr
+    assert "wmproof --threads N COMMAND" in error
