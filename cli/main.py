@@ -63,9 +63,9 @@ def root(
     ),
 ) -> None:
     """wmproof."""
-    from wmproof.engine.threads import configure_threads
+    from wmproof.engine.threads import request_threads
 
-    configure_threads(threads)
+    request_threads(threads)
 
 
 def run_cli(argv: list[str] | None = None) -> int:

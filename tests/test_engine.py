@@ -193,3 +193,28 @@ def test_threads_are_set_for_torch_and_the_environment(monkeypatch):
         assert configure_threads(1) == 1 and torch.get_num_threads() == 1 and os.environ["OMP_NUM_THREADS"] == "1"
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_default_is_worked_out_only_when_a_device_is_chosen(monkeypatch):
+    """`wmproof check` and other commands without torch do not wait 40 ms sampling the CPUs."""
+    import os
+
+    import torch
+
+    from wmproof.engine import threads
+    from wmproof.engine.device import resolve_device
+
+    sampled = []
+    monkeypatch.setattr(threads, "busy_cpus", lambda: sampled.append(1) or 0)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+    before = torch.get_num_threads()
+    try:
+        threads.request_threads(None)
+        assert sampled == []
+        resolve_device("cpu")
+        resolve_device("cpu")
+        assert sampled == [1]  # once, at the first device
+    finally:
+        torch.set_num_threads(before)
+        threads._deferred = False

@@ -5,10 +5,13 @@ from __future__ import annotations
 import torch
 
 from ..errors import UsageError
+from .threads import apply_requested
 
 
 def resolve_device(name: str | None = None) -> torch.device:
-    """``None`` or ``"auto"`` picks the fastest available device; anything else must exist."""
+    """``None`` or ``"auto"`` picks the fastest available device; anything else must exist. The CLI's thread
+    count, when it was left to its default, is worked out here (:mod:`wmproof.engine.threads`)."""
+    apply_requested()
     if name in (None, "", "auto"):
         if torch.cuda.is_available():
             return torch.device("cuda")

@@ -13,7 +13,8 @@ where ``available`` is the CPUs of this process's affinity mask, capped by its c
 fixes it; seeded results are reproducible for a fixed thread count, and may differ between counts (float
 sums are taken in another order).
 
-This module imports nothing heavy: the CLI calls it before any command, torch or not.
+This module imports nothing heavy: the CLI calls it before any command, torch or not, and the default is
+worked out only when a command first chooses a torch device.
 """
 
 from __future__ import annotations
@@ -87,6 +88,30 @@ def configure_threads(requested: int | None) -> int:
     if torch is not None:
         torch.set_num_threads(threads)
     return threads
+
+
+#: Set by the CLI when no count was given: the default is worked out (sampling the CPUs for 40 ms) only when a
+#: command first asks for a torch device, so that commands without torch (``check``, ``keygen``, ``publish``)
+#: do not wait for it. The Python API never sets it: there, torch's own setting stands.
+_deferred = False
+
+
+def request_threads(requested: int | None) -> None:
+    """The CLI's ``--threads``: applied at once when given, else deferred to :func:`apply_requested`."""
+    global _deferred
+    if requested is not None:
+        configure_threads(requested)
+        _deferred = False
+    else:
+        _deferred = True
+
+
+def apply_requested() -> None:
+    """Apply a deferred default (:func:`request_threads`); called where a torch device is chosen."""
+    global _deferred
+    if _deferred:
+        _deferred = False
+        configure_threads(None)
 
 
 def threads_in_use() -> int:
