@@ -170,8 +170,9 @@ def _shape_masks(half_h: int, half_w: int) -> np.ndarray:
 
 
 class _Draws:
-    """below() over many streams at once, one byte per draw (every bound here is at most 256... or two
-    bytes up to 65,536), each stream advancing only while it is active and only by what it read."""
+    """below() over many streams at once (bounds up to 65,536: one or two bytes per draw), each stream
+    advancing only while it is active and only by what it read. A stream that runs out is marked
+    ``exhausted``; its draws no longer matter, since the caller regenerates it one at a time."""
 
     def __init__(self, streams: np.ndarray) -> None:
         self.streams = streams
