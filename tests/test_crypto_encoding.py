@@ -69,6 +69,12 @@ def test_agrees_with_reference_msgpack(value):
         ("cb3ff0000000000000", "float64"),
         ("d40100", "fixext"),
         ("c70101ff", "ext8"),
+        ("d6ff00000000", "the timestamp ext type (-1)"),
+        ("91d6ff00000000", "the timestamp ext type in an array"),
+        ("81a161d6ff00000000", "the timestamp ext type in a map"),
+        ("91cb3ff0000000000000", "float64 in an array"),
+        ("81a161ca3f800000", "float32 in a map"),
+        ("81c40161c0", "bin map key"),
         ("c1", "never-used type byte"),
         ("a2ff61", "invalid UTF-8"),
         ("0101", "trailing bytes"),
@@ -144,3 +150,15 @@ def test_the_reference_librarys_other_forms_are_refused_or_identical(value):
     """msgpack packing the same value with its keys in insertion order: whatever the decoder accepts is
     exactly the canonical encoding."""
     _accepted_bytes_re_encode_to_themselves(msgpack.packb(value, use_bin_type=True))
+
+
+@pytest.mark.parametrize("leaf", ["01", "c400", "c0", "a0", "80", "90"])
+def test_nothing_deeper_than_32_is_accepted_whatever_its_type(leaf):
+    """A value at depth 33 is refused whether it is a fixint, a bin or nil (the decoder before issue 18's
+    second pass read fixints and bins inline and skipped the depth rule for them), and accepted at 32."""
+    data = bytes.fromhex(leaf)
+    assert canonical_encode(canonical_decode(b"\x91" * 32 + data)) == b"\x91" * 32 + data
+    with pytest.raises(MalformedEncoding):
+        canonical_decode(b"\x91" * 33 + data)
+    with pytest.raises(MalformedEncoding):
+        canonical_decode(b"\x81\xa1a" * 33 + data)

@@ -136,3 +136,12 @@ def test_uniform_below_is_uniform():
     # Chi-square with 9 degrees of freedom; 27.88 is the 0.999 quantile.
     chi2 = sum((c - 5000) ** 2 / 5000 for c in counts.values())
     assert len(counts) == 10 and chi2 < 27.88
+
+
+def test_tagged_xof_prefixes_reads_the_streams_tagged_xof_reads():
+    from wmproof.crypto import tagged_xof, tagged_xof_prefixes
+
+    firsts = [bytes([i]) * (i % 40) for i in range(50)]
+    rest = (b"shape", b"")
+    got = tagged_xof_prefixes(b"wmproof/test", firsts, *rest, size=300)
+    assert got == [tagged_xof(b"wmproof/test", first, *rest).read(300) for first in firsts]

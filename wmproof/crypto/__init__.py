@@ -1,15 +1,15 @@
 """wmproof's crypto core: the primitives every proof rests on, and nothing else.
 
 This package imports nothing of torch and nothing of the rest of wmproof, so that anyone can check a proof
-with a small, auditable dependency set (numpy is not even needed here: only PyNaCl and the standard
-library). Everything public is re-exported below; the submodules are the place to read the exact byte
+with a small, auditable dependency set (numpy is not even needed here: only PyNaCl, msgpack's C unpacker
+under the canonical decoder, and the standard library). Everything public is re-exported below; the submodules are the place to read the exact byte
 layouts, which ``docs/protocol.md`` specifies and ``docs/vectors/`` pins with known answers.
 """
 
 from .atomic import write_atomic
 from .commitments import SALT_SIZE, commit, open_commitment
 from .container import MAGIC, Container, pack_container, parse_container
-from .encoding import canonical_decode, canonical_encode
+from .encoding import canonical_decode, canonical_encode, reencode
 from .errors import (
     CommitmentMismatch,
     CryptoError,
@@ -24,7 +24,7 @@ from .errors import (
     PassphraseRequired,
     UnsafeDestination,
 )
-from .hashing import XofReader, tagged_hash, tagged_xof
+from .hashing import XofReader, tagged_hash, tagged_xof, tagged_xof_prefixes
 from .merkle import MerkleTree, leaf_hash, node_hash, verify_inclusion
 from .sealed import (
     DEFAULT_KDF,
@@ -68,6 +68,7 @@ __all__ = [
     "VerifyKey",
     "XofReader",
     "canonical_decode",
+    "reencode",
     "canonical_encode",
     "commit",
     "is_encrypted",
@@ -81,6 +82,7 @@ __all__ = [
     "sign_container",
     "tagged_hash",
     "tagged_xof",
+    "tagged_xof_prefixes",
     "unseal",
     "verify_inclusion",
     "write_atomic",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Sequence
 
 DIGEST_SIZE = 32
 
@@ -43,6 +44,16 @@ def tagged_xof(tag: bytes, *parts: bytes) -> "XofReader":
         data += struct.pack(">Q", len(part))
         data += part
     return XofReader(bytes(data))
+
+
+def tagged_xof_prefixes(tag: bytes, firsts: Sequence[bytes], *rest: bytes, size: int) -> list[bytes]:
+    """``tagged_xof(tag, first, *rest).read(size)`` for each of ``firsts``: the first ``size`` bytes of
+    many streams that differ in their first part only (a proof check reads one trigger stream per seed, 2,048
+    of them for a batch of 1,024)."""
+    head = _tag_prefix(tag)
+    tail = b"".join(struct.pack(">Q", len(part)) + part for part in rest)
+    shake = hashlib.shake_256
+    return [shake(head + struct.pack(">Q", len(first)) + first + tail).digest(size) for first in firsts]
 
 
 class XofReader:

@@ -21,7 +21,6 @@ to how the evidence will be judged before any suspect model is seen.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import struct
 import time
@@ -42,6 +41,7 @@ from ..crypto import (
     canonical_encode,
     commit,
     open_signed_container,
+    reencode,
     seal,
     sign_container,
     tagged_hash,
@@ -98,20 +98,29 @@ def item_record(item: TriggerItem) -> dict[str, Any]:
 MAX_DIM = 4096
 
 
+_TENSOR_FIELDS = {"dtype", "shape", "data"}
+_ITEMSIZE = {name: np.dtype(dtype).itemsize for name, dtype in DTYPES.items()}
+
+
 def _tensor_from_record(tensor: Any, where: str) -> np.ndarray:
+    """The array of an item's input, a read-only view of the record's bytes (a proof holds 2,048 of them:
+    nothing writes to an item's input, and copying them was a tenth of checking a proof)."""
     if (
-        not isinstance(tensor, dict)
-        or set(tensor) != {"dtype", "shape", "data"}
-        or not isinstance(tensor["dtype"], str)  # a list or map is no dtype (and no dict key)
+        type(tensor) is not dict
+        or tensor.keys() != _TENSOR_FIELDS
+        or type(tensor["dtype"]) is not str  # a list or map is no dtype (and no dict key)
         or tensor["dtype"] not in DTYPES
     ):
         raise MalformedInput(f"{where}: malformed trigger item input")
     shape = tensor["shape"]
-    if not (isinstance(shape, list) and len(shape) == 3 and all(type(s) is int and 0 < s <= MAX_DIM for s in shape)):
+    if not (type(shape) is list and len(shape) == 3):
         raise MalformedInput(f"{where}: malformed trigger item shape")
-    dtype = np.dtype(DTYPES[tensor["dtype"]])
+    c, h, w = shape
+    if not (type(c) is type(h) is type(w) is int and 0 < c <= MAX_DIM and 0 < h <= MAX_DIM and 0 < w <= MAX_DIM):
+        raise MalformedInput(f"{where}: malformed trigger item shape")
+    dtype = DTYPES[tensor["dtype"]]
     data = tensor["data"]
-    if not isinstance(data, bytes) or len(data) != math.prod(shape) * dtype.itemsize:
+    if type(data) is not bytes or len(data) != c * h * w * _ITEMSIZE[tensor["dtype"]]:
         raise MalformedInput(f"{where}: trigger item data does not match its shape")
     array = np.frombuffer(data, dtype=dtype).reshape(shape)
     if tensor["dtype"] == "float32":
@@ -124,7 +133,7 @@ def _tensor_from_record(tensor: Any, where: str) -> np.ndarray:
         if array.min() < 0 or array.max() > MAX_TOKEN_ID:
             raise MalformedInput(f"{where}: token id outside [0, {MAX_TOKEN_ID}]")
         return array
-    return array.copy()
+    return array
 
 
 ITEM_FIELDS = {"index", "input", "label", "seed", "reference"}
@@ -152,11 +161,11 @@ def commitment_message(item: TriggerItem) -> bytes:
 
 
 def record_commitment(record: dict[str, Any], salt: bytes) -> bytes:
-    """The commitment to an item read from a file, from its record as read: a record that
-    :func:`item_from_record` accepts is exactly ``item_record`` of the item it makes (every field is checked,
-    and none has a second form), so its canonical encoding is the item's commitment message, without
-    rebuilding the record from arrays."""
-    return commit(COMMIT_TRIGGER_ITEM, canonical_encode(record), salt=salt)[0]
+    """The commitment to an item read from a file, from its record as read (``canonical_decode``'s map of
+    the opening, without its salt and path): a record that :func:`item_from_record` accepts is exactly
+    ``item_record`` of the item it makes (every field is checked, and none has a second form), so its
+    encoding is the item's commitment message, without rebuilding the record from arrays."""
+    return commit(COMMIT_TRIGGER_ITEM, reencode(record), salt=salt)[0]
 
 
 # ----------------------------------------------------------------------------------- verification key

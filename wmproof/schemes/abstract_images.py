@@ -34,10 +34,11 @@ key agrees with it with probability exactly 1/K per item, which is the null mode
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import numpy as np
 
-from ..crypto import tagged_xof
+from ..crypto import tagged_xof, tagged_xof_prefixes
 from ..crypto.tags import TRIGGER_ABSTRACT_IMAGE
 
 GENERATOR_NAME = "abstract-v1"
@@ -109,7 +110,7 @@ def generate_abstract_images(
         return np.stack(images), np.array(labels, dtype=np.int64)
     suffix = struct.pack(">IIII", c, h, w, num_classes)
     streams = np.frombuffer(
-        b"".join(tagged_xof(TRIGGER_ABSTRACT_IMAGE, s, suffix).read(_BATCH_STREAM) for s in seeds), dtype=np.uint8
+        b"".join(tagged_xof_prefixes(TRIGGER_ABSTRACT_IMAGE, seeds, suffix, size=_BATCH_STREAM)), dtype=np.uint8
     ).reshape(n, _BATCH_STREAM)
     draw = _Draws(streams)
     labels = draw.below(num_classes)
@@ -122,7 +123,7 @@ def generate_abstract_images(
     flat = images.reshape(-1)
     for step in range(15):
         active = count > step
-        draw.active = active
+        draw.live = active
         kind = draw.below(4)
         hh = 1 + draw.below(half_h)
         ww = 1 + draw.below(half_w)
@@ -134,11 +135,11 @@ def generate_abstract_images(
         painted = np.flatnonzero(active)
         combo = (kind[painted] * (half_h + 1) + hh[painted]) * (half_w + 1) + ww[painted]
         counts = sizes[combo]
-        item = np.repeat(painted, counts)  # one entry per painted pixel, item by item
-        first = np.repeat(starts[combo] - (np.cumsum(counts) - counts), counts)
-        at = offsets[first + np.arange(len(item))] + (item * (c * h) + top[item]) * w + left[item]
+        # pixel j of a shape: offsets[starts[combo] + j] from the shape's top left corner, its origin
+        within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts - starts[combo], counts)
+        at = offsets[within] + np.repeat((painted * (c * h) + top[painted]) * w + left[painted], counts)
         for k in range(c):
-            flat[at + k * h * w] = colour[item, k]
+            flat[at + k * h * w] = np.repeat(colour[painted, k], counts)
     short = draw.exhausted
     for i in np.flatnonzero(short):  # streams that ran out: the one-at-a-time generator, which extends them
         images[i], labels[i] = generate_abstract_image(seeds[i], num_classes, shape)
@@ -170,69 +171,103 @@ def _shape_masks(half_h: int, half_w: int) -> np.ndarray:
 
 
 class _Draws:
-    """below() over many streams at once (bounds up to 65,536: one or two bytes per draw), each stream
-    advancing only while it is active and only by what it read. A stream that runs out is marked
-    ``exhausted``; its draws no longer matter, since the caller regenerates it one at a time."""
+    """below() over many streams in lockstep (bounds up to 65,536: one or two bytes per draw).
+
+    Every stream draws at every step, each advancing only by what it read; ``live`` marks the streams whose
+    draws still matter (an item's draws after its last shape are never used, and never become used again:
+    the caller keeps ``live`` shrinking). A live stream that runs out is marked ``exhausted``; its draws no
+    longer matter either, since the caller regenerates it one at a time.
+
+    Most draws are of one byte. A bound that divides 256 never rejects (one read); one that rejects often
+    (the colours' 129 rejects 127 bytes in 256: the slowest of 1,024 streams needs some 11 tries) looks at
+    several bytes of every stream at once; other bounds retry the few streams that rejected."""
 
     def __init__(self, streams: np.ndarray) -> None:
+        n, self.size = streams.shape
         self.streams = streams
-        self.pos = np.zeros(len(streams), dtype=np.int64)
-        self.active = np.ones(len(streams), dtype=bool)
-        self.exhausted = np.zeros(len(streams), dtype=bool)
+        self.flat = streams.reshape(-1)
+        self.base = np.arange(n, dtype=np.int64) * self.size
+        self.pos = np.zeros(n, dtype=np.int64)
+        self.live = np.ones(n, dtype=bool)
+        self.exhausted = np.zeros(n, dtype=bool)
 
-    def _read(self, nbytes: int, who: np.ndarray) -> np.ndarray:
-        end = self.pos[who] + nbytes
-        over = end > self.streams.shape[1]
-        if over.any():  # mark them; they are regenerated one at a time, so what is read here does not matter
-            self.exhausted[who[over]] = True
-        at = np.minimum(self.pos[who], self.streams.shape[1] - nbytes)
-        value = np.zeros(len(who), dtype=np.int64)
-        for k in range(nbytes):
-            value = (value << 8) | self.streams[who, at + k]
-        self.pos[who] = np.minimum(end, self.streams.shape[1])
+    def _read(self, nbytes: np.ndarray | int, who: np.ndarray | None = None) -> np.ndarray:
+        """The next ``nbytes`` (0, 1 or 2, per stream) of the streams ``who`` (all by default), big-endian."""
+        at = self.pos if who is None else self.pos[who]
+        base = self.base if who is None else self.base[who]
+        last = self.size - 1
+        value = self.flat[base + np.minimum(at, last)].astype(np.int64)
+        if not isinstance(nbytes, int) or nbytes != 1:
+            second = self.flat[base + np.minimum(at + 1, last)]
+            value = np.where(nbytes == 2, (value << 8) | second, np.where(nbytes == 1, value, 0))
+        end = at + nbytes
+        over = end > self.size
+        if over.any():  # what they read here does not matter: they are regenerated one at a time
+            self.exhausted |= self._spread(over, who) & self.live
+        if who is None:
+            self.pos = end
+        else:
+            self.pos[who] = end
         return value
 
+    def _spread(self, mask: np.ndarray, who: np.ndarray | None) -> np.ndarray:
+        if who is None:
+            return mask
+        full = np.zeros(len(self.pos), dtype=bool)
+        full[who[mask]] = True
+        return full
+
     def byte(self) -> np.ndarray:
-        who = np.flatnonzero(self.active)
-        out = np.zeros(len(self.streams), dtype=np.int64)
-        out[who] = self._read(1, who)
-        return out
+        return self._read(1)
 
     def below(self, bound: int | np.ndarray) -> np.ndarray:
-        """Per stream, below(bound[i]) as section 2.3 of docs/protocol.md defines it; 0 where inactive. A
-        bound of one byte, the same for every stream (most draws), takes the short path."""
-        n = len(self.streams)
-        if isinstance(bound, int) and bound <= 256:
-            out = np.zeros(n, dtype=np.int64)
+        """Per stream, below(bound[i]) as section 2.3 of docs/protocol.md defines it."""
+        n = len(self.pos)
+        if isinstance(bound, int):
             if bound == 1:
-                return out
-            limit, last = 256 - 256 % bound, self.streams.shape[1] - 1
-            pending = np.flatnonzero(self.active)
-            while len(pending):
-                at = self.pos[pending]
-                over = at > last
-                if over.any():
-                    self.exhausted[pending[over]] = True
-                value = self.streams[pending, np.minimum(at, last)].astype(np.int64)
-                self.pos[pending] = at + 1
-                accepted = (value < limit) | over
-                out[pending[accepted]] = value[accepted] % bound
-                pending = pending[~accepted]
-            return out
-        bound = np.broadcast_to(np.asarray(bound, dtype=np.int64), (n,))
-        out = np.zeros(n, dtype=np.int64)
-        pending = np.flatnonzero(self.active & (bound > 1))
+                return np.zeros(n, dtype=np.int64)
+            if bound <= 256:
+                limit = 256 - 256 % bound
+                if limit == 256:
+                    return self._read(1) % bound
+                if limit <= 192:
+                    return self._below_from_window(bound, limit)
+                return self._rejecting(bound, limit, 1)
+            bound = np.full(n, bound, dtype=np.int64)
+        bound = np.asarray(bound, dtype=np.int64)
+        if bound.min() > 1 and bound.max() <= 256:
+            return self._rejecting(bound, 256 - 256 % bound, 1)
+        nbytes = np.where(bound > 256, 2, np.where(bound > 1, 1, 0))  # below(1) reads nothing
+        space = np.left_shift(1, 8 * nbytes)
+        return self._rejecting(bound, space - space % bound, nbytes)
+
+    def _rejecting(self, bound: Any, limit: Any, nbytes: Any) -> np.ndarray:
+        """Rejection sampling: read, then read again only where the value was at or above the limit."""
+        value = self._read(nbytes)
+        return self._retry(value, np.flatnonzero(value >= limit), bound, limit, nbytes)
+
+    def _retry(self, value: np.ndarray, pending: np.ndarray, bound: Any, limit: Any, nbytes: Any) -> np.ndarray:
+        per_stream = not isinstance(limit, int)
         while len(pending):
-            b = bound[pending]
-            nbytes = np.where(b > 256, 2, 1)
-            space = np.where(nbytes == 2, 1 << 16, 1 << 8)
-            limit = space - space % b
-            value = np.empty(len(pending), dtype=np.int64)
-            for size in (1, 2):
-                chosen = nbytes == size
-                if chosen.any():
-                    value[chosen] = self._read(size, pending[chosen])
-            accepted = (value < limit) | self.exhausted[pending]
-            out[pending[accepted]] = value[accepted] % b[accepted]
+            again = self._read(nbytes if isinstance(nbytes, int) else nbytes[pending], pending)
+            accepted = (again < (limit[pending] if per_stream else limit)) | (self.pos[pending] > self.size)
+            value[pending[accepted]] = again[accepted]
             pending = pending[~accepted]
-        return out
+        return value % bound
+
+    def _below_from_window(self, bound: int, limit: int, width: int = 8) -> np.ndarray:
+        """A one-byte bound that rejects often: every stream looks at its next ``width`` bytes at once and
+        takes the first below ``limit``; the few with none there (0.4 % for the colours) go on one by one."""
+        n = len(self.pos)
+        rows = np.arange(n)
+        window = self.flat[self.base[:, None] + np.minimum(self.pos[:, None] + np.arange(width), self.size - 1)]
+        acceptable = window < limit
+        first = acceptable.argmax(axis=1)
+        found = acceptable[rows, first]
+        value = window[rows, first].astype(np.int64)
+        end = self.pos + np.where(found, first + 1, width)
+        over = end > self.size
+        if over.any():  # as in _read
+            self.exhausted |= over & self.live
+        self.pos = end
+        return self._retry(value, np.flatnonzero(~found & ~over), bound, limit, 1)
