@@ -2,8 +2,9 @@
 
 This package imports nothing of torch and nothing of the rest of wmproof, so that anyone can check a proof
 with a small, auditable dependency set (numpy is not even needed here: only PyNaCl, msgpack's C unpacker
-under the canonical decoder, and the standard library). Everything public is re-exported below; the submodules are the place to read the exact byte
-layouts, which ``docs/protocol.md`` specifies and ``docs/vectors/`` pins with known answers.
+under the canonical decoder, and the standard library). Everything public is re-exported below; the
+submodules are the place to read the exact byte layouts, which ``docs/protocol.md`` specifies and
+``docs/vectors/`` pins with known answers.
 """
 
 from .atomic import write_atomic
