@@ -45,12 +45,8 @@ crash: venv
 	WMPROOF_CRASH_ALL=1 $(BIN)/python -m pytest tests/test_crash_windows.py -s
 
 bench: venv node
-	$(BIN)/python benchmarks/engine.py
-	$(BIN)/python benchmarks/chain.py
-	$(BIN)/python benchmarks/proofs.py
-	$(BIN)/python benchmarks/evasion.py
-	$(BIN)/python benchmarks/extraction.py
-	@echo "benchmarks/serve.py needs a model file: $(BIN)/python benchmarks/serve.py --model FILE"
+	$(BIN)/python benchmarks/summary.py
+	@echo "Each benchmark alone: $(BIN)/python benchmarks/NAME.py (see its --help); on a CUDA GPU: bash benchmarks/gpu.sh"
 
 # The reproductions (docs/reproductions/): numbers and plots, regenerated. CPU configuration: about 20 minutes
 # (frontier stitching), 45 (the attack suite) and several hours (feature sharing, 5 seeds) on 2 cores.

@@ -256,7 +256,15 @@ DataDirOption = Annotated[
 ]
 #: The model zoo's names, spelled out so that ``--help`` needs no torch (tests/test_cli.py checks the list
 #: against ``wmproof.engine.models.ARCHITECTURES``).
-ARCHITECTURE_NAMES = ("mnist_cnn", "mnist_ewe_cnn", "mnist_irnn", "mnist_mlp", "resnet_small", "sst2_textcnn")
+ARCHITECTURE_NAMES = (
+    "mnist_cnn",
+    "mnist_ewe_cnn",
+    "mnist_fast",
+    "mnist_irnn",
+    "mnist_mlp",
+    "resnet_small",
+    "sst2_textcnn",
+)
 ARCHITECTURE_HELP = (
     f"Architecture: {', '.join(ARCHITECTURE_NAMES)}; or a factory of your own, module:function, "
     "with --trust-module module."

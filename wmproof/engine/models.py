@@ -77,6 +77,8 @@ class TrainingRecipe:
     epochs: int = 5
     clip_grad_norm: float | None = None
     weight_decay: float = 0.0
+    schedule: str = "constant"
+    betas: tuple[float, float] = (0.9, 0.999)
 
 
 @dataclass(frozen=True)
@@ -334,6 +336,51 @@ class MnistCNN(nn.Module):
             nn.ReLU(),
             nn.Dropout(0.5),
             nn.Linear(128, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+@register(
+    "mnist_fast",
+    "Oikarinen 2021 (train_mnist_fast): conv24 5x5-pool-conv32-pool-dense256, >= 99 % in 2 epochs",
+    recipe=TrainingRecipe(optimizer="adam", lr=0.01, betas=(0.7, 0.9), schedule="onecycle", batch_size=128, epochs=2),
+)
+class MnistFast(nn.Module):
+    """The network of T. Oikarinen's study "Training a NN to 99% accuracy on MNIST in 0.76 seconds" (2021,
+    github.com/tuomaso/train_mnist_fast, its final notebook): two small convolutions, each pooled at once, so
+    that the dense layer sees 800 features, no dropout, trained by Adam (lr 0.01, betas 0.7 and 0.9) under a
+    one-cycle schedule. Here, pooling follows the ReLU (the same function: max and ReLU commute) so that every
+    hidden layer is followed by its ReLU, as neuron pruning expects.
+
+    For the experiments where the paper's own architecture is not the point: on this 2-core CPU it reaches
+    99.2-99.35 % test accuracy in 2 epochs (about 10 s), where the Keras ``mnist_cnn`` needs about 40 s an
+    epoch (benchmarks/engine.py measures both, side by side). The batch size of 128 is measured too: 256 and
+    512 were slower per epoch here and less accurate."""
+
+    output_layer = "classifier.3"
+    hidden_layers = ("features.0", "features.3", "classifier.1")
+
+    def __init__(self, num_classes: int, input_shape: list[int]) -> None:
+        super().__init__()
+        c, h, w = input_shape
+        if h < 12 or w < 12:
+            raise UsageError("mnist_fast needs inputs of at least 12x12")
+        self.features = nn.Sequential(
+            nn.Conv2d(c, 24, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(24, 32, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        side_h, side_w = ((h - 4) // 2 - 2) // 2, ((w - 4) // 2 - 2) // 2
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(32 * side_h * side_w, 256),
+            nn.ReLU(),
+            nn.Linear(256, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
