@@ -225,7 +225,7 @@ def marking(arch: str, device: torch.device, items: int = 100) -> dict:
         train_labels=train.labels,
         dataset_classes=10,
         base_model=base,
-        config=recipe_config(arch, epochs=20, seed=2, triggers_per_batch=2),
+        config=recipe_config(arch, fine_tuning=True, epochs=20, seed=2, triggers_per_batch=2),
         device=device,
         progress=False,
     )

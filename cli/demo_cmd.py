@@ -36,7 +36,7 @@ def demo_command(
             show_default=False,
         ),
     ] = None,
-    arch: Annotated[str, typer.Option("--arch", help=ARCHITECTURE_HELP)] = "mnist_mlp",
+    arch: Annotated[str, typer.Option("--arch", help=ARCHITECTURE_HELP)] = "mnist_fast",
     epochs: Annotated[
         int | None,
         typer.Option(

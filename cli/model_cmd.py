@@ -218,7 +218,12 @@ def mark_command(
     if min_epochs is None:
         min_epochs = architecture(arch_name).recipe.epochs if from_scratch else 1
     config = recipe_config(
-        arch_name, epochs=max(max_epochs, min_epochs), lr=lr, seed=seed, triggers_per_batch=triggers_per_batch
+        arch_name,
+        fine_tuning=not from_scratch,
+        epochs=max(max_epochs, min_epochs),
+        lr=lr,
+        seed=seed,
+        triggers_per_batch=triggers_per_batch,
     )
     train = load_image_dataset(dataset, "train", data_dir).subset(limit_train)
     check_task_fits_key(mk, train.num_classes, train.input_shape, base)

@@ -72,7 +72,7 @@ class DemoResult:
 def run_demo(
     workdir: Path,
     *,
-    architecture: str = "mnist_mlp",
+    architecture: str = "mnist_fast",
     dataset: str = "mnist",
     epochs: int | None = None,
     mark_max_epochs: int = 20,
@@ -164,7 +164,7 @@ def run_demo(
     t0 = time.perf_counter()
     base = load_model(clean_path, device)
     mark_config = recipe_config(
-        architecture, epochs=mark_max_epochs, seed=seed + 2, triggers_per_batch=triggers_per_batch
+        architecture, fine_tuning=True, epochs=mark_max_epochs, seed=seed + 2, triggers_per_batch=triggers_per_batch
     )
     log(
         f"owner: marking the clean model (PreTrained, k={triggers_per_batch} triggers per batch, "

@@ -23,6 +23,7 @@ Design, and why:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -342,11 +343,24 @@ def accuracy(model: nn.Module, data: TensorData | None, batch_size: int | None =
     return float((predict_labels(model, data.x, batch_size) == data.y).float().mean())
 
 
-def recipe_config(architecture: str, **overrides: object) -> TrainConfig:
-    """The architecture's training recipe as a :class:`TrainConfig`, with ``None`` overrides ignored."""
+#: A one-cycle recipe fine-tunes at this fraction of its peak rate, constant (see recipe_config).
+FINE_TUNING_LR_FRACTION = 0.1
+
+
+def recipe_config(architecture: str, *, fine_tuning: bool = False, **overrides: object) -> TrainConfig:
+    """The architecture's training recipe as a :class:`TrainConfig`, with ``None`` overrides ignored.
+
+    ``fine_tuning``: for a training that starts from trained weights and stops once its goal is reached
+    (PreTrained marking). Such a training has no length for a one-cycle schedule to span, and the schedule's
+    rise to its peak rate would undo the trained weights, so a one-cycle recipe fine-tunes at a constant
+    tenth of its peak rate instead. Measured with the demo's 100-item key on ``mnist_fast`` (99.22 % clean):
+    the one-cycle schedule over 20 epochs left 98.52 % after 3 epochs; a constant 0.003, 99.05 % after 2; a
+    constant 0.001, 99.17 % after 3. Constant-rate recipes are unchanged."""
     from .models import architecture as lookup
 
     recipe = lookup(architecture).recipe
+    if fine_tuning and recipe.schedule == "onecycle":
+        recipe = dataclasses.replace(recipe, schedule="constant", lr=recipe.lr * FINE_TUNING_LR_FRACTION)
     values: dict[str, object] = {
         "epochs": recipe.epochs,
         "batch_size": recipe.batch_size,
