@@ -114,7 +114,8 @@ class TrainingBudget:
 def training_params(images: int, epochs: int | None = None) -> dict[str, Param]:
     """What every attack that trains takes (Adi et al. 5.4: the adversary's data budget, epochs and learning
     rate). ``None`` is "the architecture's own recipe": Adi et al. 5.7 fine-tune at the last learning rate of
-    training, and wmproof's recipes train at a constant rate."""
+    training; wmproof's recipes train at a constant rate, except the one-cycle ones, which fine-tune at a
+    constant tenth of their peak (:func:`wmproof.engine.train.recipe_config`)."""
     recipe = " (default: the architecture's recipe)"
     return {
         "images": Param(int, images, "the adversary's training images (the last ones of the training split)", min=1),

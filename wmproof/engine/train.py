@@ -376,14 +376,15 @@ def recipe_config(architecture: str, *, fine_tuning: bool = False, **overrides: 
 
 
 def module_recipe_config(model: nn.Module, **overrides: object) -> TrainConfig:
-    """The training recipe of ``model``'s architecture (for a module from outside the zoo, the defaults of
-    :class:`TrainConfig`), with ``None`` overrides ignored: what an attack that trains a model it was given
-    uses (Adi et al. 5.7 fine-tune with the training's own settings)."""
+    """The training recipe of ``model``'s architecture as a fine-tuning (``recipe_config(..., fine_tuning=True)``;
+    for a module from outside the zoo, the defaults of :class:`TrainConfig`), with ``None`` overrides ignored:
+    what an attack that trains a model it was given uses (Adi et al. 5.7 fine-tune with the training's own
+    settings; a one-cycle recipe's last rate is about zero, so it fine-tunes at a tenth of its peak)."""
     from .models import architecture_of
 
     name = architecture_of(model)
     if name is not None:
-        return recipe_config(name, **overrides)
+        return recipe_config(name, fine_tuning=True, **overrides)
     return TrainConfig(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
 
 
