@@ -19,7 +19,12 @@
 #
 # It needs no install: the checkout is put on PYTHONPATH, and torch is the machine's own. A machine without
 # PyNaCl (a GPU image with torch but not wmproof's base install) gets it from wheels in .whl/, installed into
-# /tmp/site first; MNIST comes from $WMPROOF_DATA, else .data/ in the checkout, else ../shared/data.
+# /tmp/site first; MNIST comes from $WMPROOF_DATA, else .gpudata/ in the checkout, else ../shared/data.
+# On this project's device machine (both folders are in .git/info/exclude, and travel when carried):
+#
+#     run(command="bash benchmarks/gpu.sh $OUT/gpu", carry=[".whl", ".gpudata"], timeout_s=600)
+#
+# then copy the files that come back to benchmarks/results/gpu-<device name>/ and commit them.
 # DEVICE=cpu TRAIN_IMAGES=2000 SEEDS=1 TIME_TO_99_ARCH=mnist_fast runs the whole script on a CPU, as a dry
 # run of its plumbing (about 3 minutes on 2 cores).
 set -euo pipefail
@@ -30,8 +35,8 @@ if [ -d .whl ] && ! "$PY" -c "import nacl" 2>/dev/null; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
     export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
-if [ -z "${WMPROOF_DATA:-}" ] && [ -d .data ]; then
-    export WMPROOF_DATA="$PWD/.data"
+if [ -z "${WMPROOF_DATA:-}" ] && [ -d .gpudata ]; then
+    export WMPROOF_DATA="$PWD/.gpudata"
 fi
 DEVICE=${DEVICE:-cuda}
 name=$("$PY" -c "import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none')")
