@@ -173,7 +173,8 @@ def main() -> int:
     width = max(len(r.measure) for r in rows) if rows else 10
     print(f"\n{'benchmark':<19} {'measure':<{width}} {'value':>12}  {'target':<10} ")
     for r in rows:
-        value = "n/a" if r.value is None else f"{r.value:,.2f} {r.unit}".strip()
+        digits = 0 if r.value is not None and float(r.value).is_integer() else 2
+        value = "n/a" if r.value is None else f"{r.value:,.{digits}f} {r.unit}".strip()
         status = {True: "met", False: "MISSED", None: r.note}[r.met]
         print(f"{r.benchmark:<19} {r.measure:<{width}} {value:>12}  {r.target:<10} {status}")
     for name in failed:

@@ -189,9 +189,10 @@ def canonical_decode(data: bytes) -> Any:
 
     msgpack's C unpacker reads the bytes (a proof of 1,024 items is 2.3 MB and some 190,000 values: read
     in Python, that was a fifth of checking it). What it does not check, the profile's other rules, is
-    checked around it: the hooks below see every map and array as it is built (key types, order and
-    uniqueness, the types of the values, nesting), and the value packed again by msgpack must give back the
-    input byte for byte, which refuses every wider-than-needed form. msgpack's packer writes the shortest
+    checked around it: the hooks below see every map and array as it is built (key types and order, the
+    types of the values, nesting), and the value packed again by msgpack must give back the input byte for
+    byte, which refuses every wider-than-needed form and every repeated key (its map comes out one entry
+    short). msgpack's packer writes the shortest
     forms and keeps a map's keys in the order read, which the hooks have checked is the canonical one, so
     for an accepted input the repacked bytes are exactly :func:`canonical_encode`'s
     (tests/test_crypto_encoding.py checks both on random, mutated and reference-packed inputs)."""
@@ -207,7 +208,7 @@ def canonical_decode(data: bytes) -> Any:
             raw=False,
             use_list=True,
             strict_map_key=True,
-            object_pairs_hook=profile.map,
+            object_hook=profile.map,
             list_hook=profile.array,
             ext_hook=_refuse_ext,
             timestamp=0,
@@ -226,7 +227,7 @@ def canonical_decode(data: bytes) -> Any:
     if type(value) not in _SCALARS and type(value) is not list and type(value) is not dict:
         raise MalformedEncoding(_why_not_allowed(type(value)))
     if msgpack.packb(value, use_bin_type=True) != data:
-        raise MalformedEncoding("a value not in its shortest form")
+        raise MalformedEncoding("not the canonical encoding of its value (a wider form than needed, or a repeated key)")
     return value
 
 
@@ -260,13 +261,12 @@ class _Profile:
         self.heights[id(values)] = self._below(values) if values else 0
         return values
 
-    def map(self, pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
-        result = dict(pairs)
+    def map(self, result: dict[Any, Any]) -> dict[str, Any]:
+        """A map as msgpack built it, its keys in the order read (a repeated key leaves one entry fewer than
+        the input declares, which the repack refuses)."""
         height = 0
-        if pairs:
+        if result:
             keys = list(result)
-            if len(keys) != len(pairs):
-                raise MalformedEncoding("map keys duplicated")
             try:  # str keys only: bytes keys fail the first test, a mix of the two fails to sort
                 # Code point order is UTF-8 byte order, and the unpacker has refused invalid UTF-8.
                 if type(keys[0]) is not str or keys != sorted(keys):
