@@ -16,9 +16,17 @@ DIGEST_SIZE = 32
 
 
 def _tag_prefix(tag: bytes) -> bytes:
-    if not isinstance(tag, bytes) or not 0 < len(tag) < 256:
-        raise ValueError("a tag is 1 to 255 bytes")
-    return bytes([len(tag)]) + tag
+    prefix = _PREFIXES.get(tag) if type(tag) is bytes else None  # wmproof's tags are a few constants
+    if prefix is None:
+        if not isinstance(tag, bytes) or not 0 < len(tag) < 256:
+            raise ValueError("a tag is 1 to 255 bytes")
+        prefix = bytes([len(tag)]) + tag
+        if len(_PREFIXES) < 256:
+            _PREFIXES[tag] = prefix
+    return prefix
+
+
+_PREFIXES: dict[bytes, bytes] = {}
 
 
 def length_prefixed(part: bytes) -> bytes:
