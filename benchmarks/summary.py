@@ -84,7 +84,10 @@ def engine() -> list[Row]:
             continue
         out.append(Row("engine", f"{arch} training, engine / DataLoader", r["train_ratio"], "x",
                        ">= 3" if gpu else ">= 0.97"))  # fmt: skip
-        out.append(Row("engine", f"{arch} evaluation, engine / naive", r["eval_ratio"], "x", ">= 3"))
+        # Issue 3's evaluation target is for convolutional models (channels-last, batches of 100); dense ones
+        # evaluate in batches of 1,024, the naive loop's size.
+        out.append(Row("engine", f"{arch} evaluation, engine / naive", r["eval_ratio"], "x",
+                       ">= 3" if arch == "mnist_cnn" else ""))  # fmt: skip
     for r in result["results"].get("time_to_99", []):
         out.append(Row("engine", f"{r['arch']} time to 99 % (median of seeds)", r["time_to_99_s"], "s",
                        "<= 20" if r["arch"] == "mnist_fast" else ""))  # fmt: skip
