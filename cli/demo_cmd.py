@@ -61,7 +61,7 @@ def demo_command(
     The owner trains a clean model, creates an identity and a committed key and marks the model; the
     judge verifies the marked model and an independently trained one from the files on disk. The key is
     timestamped on the embedded chain (your data home, like `wmproof publish`). Prints test
-    accuracy before and after marking, trigger accuracy, p-values and verdicts. A few minutes on a CPU.
+    accuracy before and after marking, trigger accuracy, p-values and verdicts. Under a minute on 2 CPU cores.
 
     Example:
 
