@@ -6,7 +6,7 @@ table gives each headline figure, its target and whether it is met, so that a re
 the exit status is 1 when a target is missed (or a benchmark failed), 0 otherwise. Figures without a target
 (the evasion attack's, which measure the adversary) are printed with the value they are compared to.
 
-    python benchmarks/summary.py                  # all, about 25 minutes on 2 cores
+    python benchmarks/summary.py                  # all, about 15 minutes on 2 cores
     python benchmarks/summary.py proofs engine    # some
 """
 
