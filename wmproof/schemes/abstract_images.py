@@ -33,6 +33,7 @@ key agrees with it with probability exactly 1/K per item, which is the null mode
 
 from __future__ import annotations
 
+import functools
 import struct
 from typing import Any
 
@@ -146,14 +147,19 @@ def generate_abstract_images(
     return images, labels.astype(np.int64)
 
 
+@functools.lru_cache(maxsize=16)
 def _shape_pixels(half_h: int, half_w: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The pixels each shape paints, relative to its top left corner, for every kind and size: ``offsets``
     holds ``dy * width + dx``, those of (kind, hh, ww) from ``starts[combo]``, ``sizes[combo]`` of them, with
-    ``combo = (kind * (half_h + 1) + hh) * (half_w + 1) + ww``."""
+    ``combo = (kind * (half_h + 1) + hh) * (half_w + 1) + ww``. Kept per shape (0.6 ms to build for MNIST,
+    twice per proof check), read-only."""
     masks = _shape_masks(half_h, half_w).reshape(-1, half_h, half_w)
     combo, dy, dx = np.nonzero(masks)  # row-major: grouped by combo
     sizes = np.bincount(combo, minlength=len(masks))
-    return dy * width + dx, np.cumsum(sizes) - sizes, sizes
+    tables = (dy * width + dx, np.cumsum(sizes) - sizes, sizes)
+    for table in tables:
+        table.flags.writeable = False
+    return tables
 
 
 def _shape_masks(half_h: int, half_w: int) -> np.ndarray:
