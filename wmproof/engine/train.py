@@ -72,7 +72,7 @@ class TrainConfig:
         if self.triggers_per_batch < 1:
             raise UsageError("--triggers-per-batch must be >= 1")
         if self.schedule not in SCHEDULES:
-            raise UsageError(f"--schedule must be one of {', '.join(SCHEDULES)}")
+            raise UsageError(f"the learning-rate schedule must be one of {', '.join(SCHEDULES)}")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise UsageError("Adam's betas lie in [0, 1)")
 

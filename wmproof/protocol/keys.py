@@ -103,8 +103,8 @@ _ITEMSIZE = {name: np.dtype(dtype).itemsize for name, dtype in DTYPES.items()}
 
 
 def _tensor_from_record(tensor: Any, where: str) -> np.ndarray:
-    """The array of an item's input, a read-only view of the record's bytes (a proof holds 2,048 of them:
-    nothing writes to an item's input, and copying them was a tenth of checking a proof)."""
+    """The array of an item's input, a read-only view of the record's bytes: nothing writes to an item's
+    input, and a proof check would otherwise copy 2,048 of them."""
     if (
         type(tensor) is not dict
         or tensor.keys() != _TENSOR_FIELDS
