@@ -238,3 +238,41 @@ def test_evaluation_leaves_the_layout_it_found():
     assert _is_channels_last(model)
     predict_logits(model, x)
     assert _is_channels_last(model)
+
+
+def test_a_one_cycle_recipe_fine_tunes_at_a_constant_tenth_of_its_peak():
+    """PreTrained marking and the attacks that fine-tune a given model stop when their goal is reached, so
+    a one-cycle schedule has no length to span there (recipe_config's docstring has the measurements)."""
+    from wmproof.engine.train import recipe_config
+
+    fast = recipe_config("mnist_fast")
+    assert (fast.schedule, fast.lr, fast.betas, fast.epochs) == ("onecycle", 0.01, (0.7, 0.9), 2)
+    tuned = recipe_config("mnist_fast", fine_tuning=True, epochs=20)
+    assert (tuned.schedule, tuned.lr, tuned.betas, tuned.epochs) == ("constant", pytest.approx(0.001), (0.7, 0.9), 20)
+    assert recipe_config("mnist_fast", fine_tuning=True, lr=0.02).lr == 0.02  # an explicit rate wins
+    assert recipe_config("mnist_cnn", fine_tuning=True) == recipe_config("mnist_cnn")  # constant: unchanged
+
+
+def test_fit_follows_the_one_cycle_schedule():
+    """fit steps the schedule once per batch: the run differs from a constant-rate run of the same seed, and
+    is reproducible."""
+    x = torch.rand(64, 1, 28, 28)
+    y = torch.randint(0, 10, (64,))
+    data = TensorData(x, y)
+    weights = []
+    for schedule in ("constant", "onecycle", "onecycle"):
+        torch.manual_seed(0)
+        model = build_model("mnist_fast")
+        fit(model, data, TrainConfig(epochs=2, batch_size=16, lr=0.01, schedule=schedule), progress=False)
+        weights.append(model.classifier[3].weight.detach().clone())
+    assert not torch.equal(weights[0], weights[1])
+    assert torch.equal(weights[1], weights[2])
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [("schedule", "cosine", "learning-rate schedule"), ("betas", (0.9, 1.0), "betas"), ("betas", (0.9,), "betas")],
+)
+def test_bad_schedules_and_betas_are_one_line_errors(field, value, message):
+    with pytest.raises(UsageError, match=message):
+        TrainConfig(**{field: value}).check()
