@@ -192,10 +192,10 @@ def canonical_decode(data: bytes) -> Any:
     checked around it: the hooks below see every map and array as it is built (key types and order, the
     types of the values, nesting), and the value packed again by msgpack must give back the input byte for
     byte, which refuses every wider-than-needed form and every repeated key (its map comes out one entry
-    short). msgpack's packer writes the shortest
-    forms and keeps a map's keys in the order read, which the hooks have checked is the canonical one, so
-    for an accepted input the repacked bytes are exactly :func:`canonical_encode`'s
-    (tests/test_crypto_encoding.py checks both on random, mutated and reference-packed inputs)."""
+    short). msgpack's packer writes the shortest forms and keeps a map's keys in the order read, which the
+    hooks have checked is the canonical one, so for an accepted input the repacked bytes are exactly
+    :func:`canonical_encode`'s (tests/test_crypto_encoding.py checks both on random, mutated and
+    reference-packed inputs)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError("canonical_decode takes bytes")
     data = bytes(data)

@@ -47,21 +47,15 @@ def tagged_hash(tag: bytes, *parts: bytes) -> bytes:
 
 def tagged_xof(tag: bytes, *parts: bytes) -> "XofReader":
     """A SHAKE-256 stream over the same framing as :func:`tagged_hash`."""
-    data = bytearray(_tag_prefix(tag))
-    for part in parts:
-        data += struct.pack(">Q", len(part))
-        data += part
-    return XofReader(bytes(data))
+    return XofReader(_tag_prefix(tag) + b"".join(map(length_prefixed, parts)))
 
 
 def tagged_xof_prefixes(tag: bytes, firsts: Sequence[bytes], *rest: bytes, size: int) -> list[bytes]:
     """``tagged_xof(tag, first, *rest).read(size)`` for each of ``firsts``: the first ``size`` bytes of
     many streams that differ in their first part only (a proof check reads one trigger stream per seed, 2,048
     of them for a batch of 1,024)."""
-    head = _tag_prefix(tag)
-    tail = b"".join(struct.pack(">Q", len(part)) + part for part in rest)
-    shake = hashlib.shake_256
-    return [shake(head + struct.pack(">Q", len(first)) + first + tail).digest(size) for first in firsts]
+    head, tail, shake = _tag_prefix(tag), b"".join(map(length_prefixed, rest)), hashlib.shake_256
+    return [shake(head + length_prefixed(first) + tail).digest(size) for first in firsts]
 
 
 class XofReader:

@@ -190,7 +190,6 @@ class _Draws:
 
     def __init__(self, streams: np.ndarray) -> None:
         n, self.size = streams.shape
-        self.streams = streams
         self.flat = streams.reshape(-1)
         self.base = np.arange(n, dtype=np.int64) * self.size
         self.pos = np.zeros(n, dtype=np.int64)
