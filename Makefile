@@ -11,7 +11,7 @@ TORCH  := torch==2.13.0
 $(BIN)/wmproof: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e ".[ml,onnx,serve,chain,test]"
+	$(BIN)/python -m pip install --quiet -e ".[ml,onnx,serve,chain,repro,ray,test]"
 	@touch $@
 
 venv: $(BIN)/wmproof

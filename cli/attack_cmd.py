@@ -311,6 +311,9 @@ def list_attacks(as_json: JsonOption = False) -> None:
                 choices = f" ({'|'.join(p['choices'])})" if "choices" in p else ""
                 default = "(default)" if p["default"] is None else p["default"]
                 stdout.print(f"    --{key.replace('_', '-')} {default}{choices}  {p['help']}", highlight=False)
+            strength = entry["strength"]
+            grid = ", ".join(map(str, strength["values"]))
+            stdout.print(f"    strength (wmproof robustness): --{strength['parameter']} {grid}", highlight=False)
 
     emit(listing, as_json, human)
 

@@ -13,6 +13,7 @@ from . import attack_cmd, chain_cmd, export_cmd, identity_cmd, proof_cmd, serve_
 from .demo_cmd import demo_command
 from .keygen_cmd import keygen_command
 from .model_cmd import evaluate_command, mark_command, train_command
+from .robustness_cmd import robustness_command
 from .verify_cmd import verify_command
 
 app = typer.Typer(
@@ -37,6 +38,7 @@ app.command("check")(proof_cmd.check_command)
 app.command("serve")(serve_cmd.serve_command)
 app.add_typer(export_cmd.app, name="export")
 app.add_typer(attack_cmd.app, name="attack")
+app.command("robustness")(robustness_command)
 app.command("publish")(chain_cmd.publish_command)
 app.command("timestamp")(chain_cmd.timestamp_command)
 app.add_typer(chain_cmd.app, name="chain")

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import math
-import statistics
 import sys
 import time
+
+from wmproof.stats import mean_sd  # noqa: F401  (the one definition; the scripts import it from here)
 
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def mean_sd(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for one value), NaNs left out; (nan, nan) for nothing."""
-    values = [v for v in values if not math.isnan(v)]
-    if not values:
-        return math.nan, math.nan
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)

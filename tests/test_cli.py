@@ -332,6 +332,7 @@ def test_every_command_has_help_with_an_example():
         ["evaluate"],
         ["verify"],
         ["demo"],
+        ["robustness"],
     ):
         text = run(*command, "--help").stdout
         assert "Example" in text and "wmproof " in text

@@ -20,6 +20,17 @@ from fractions import Fraction
 from typing import Literal
 
 
+def mean_sd(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation over seeds (0 for one value), NaNs left out; (nan, nan) for none:
+    how every experiment reports its spread."""
+    import statistics
+
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
 def _as_fraction(p: Fraction | int | str) -> Fraction:
     value = Fraction(p)
     if not 0 <= value <= 1:

@@ -19,8 +19,9 @@ that they are disjoint from an owner who trained on the first ones, as ``--limit
 from __future__ import annotations
 
 import math
+import os
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -124,6 +125,26 @@ def training_params(images: int, epochs: int | None = None) -> dict[str, Param]:
     }
 
 
+@dataclass(frozen=True)
+class Strength:
+    """How hard an attack pushes, for a robustness sweep (``wmproof robustness``): one of its parameters and
+    the values it takes there, from the weakest to the strongest, and the one value of the quick sweep.
+
+    Watermark benchmarks report each attack at a grid of strengths and, per attack, the strongest one that
+    keeps the model useful (Lukas et al., SoK: How Robust is Image Classification Deep Neural Network
+    Watermarking?, IEEE S&P 2022, section V): so every attack declares which knob that is. The grid follows the
+    paper the attack comes from where it has one (pruning rates of Le Merrer et al. Table 1, fine-tuning
+    epochs of Adi et al. 5.4)."""
+
+    param: str
+    values: tuple[Any, ...]
+    quick: Any
+
+    def __post_init__(self) -> None:
+        if not self.values or self.quick not in self.values:
+            raise ValueError("a strength grid is not empty and holds its quick value")
+
+
 # -------------------------------------------------------------------------------------------------- context
 
 
@@ -143,6 +164,11 @@ class AttackContext:
     images: Any = None
     labels: Any = None
     progress: bool | None = None
+    #: Where an attack that makes keys of its own (ownership piracy) draws their secrets, and the creation time
+    #: it writes into them: ``os.urandom`` and the clock by default; a sweep whose results must repeat (``wmproof
+    #: robustness``) passes a seeded source and a fixed time.
+    key_entropy: Callable[[int], bytes] = os.urandom
+    key_time: int | None = None
     _cache: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False, init=False, compare=False)
 
     def _load(self, dataset: str, split: str) -> ImageData:
@@ -226,6 +252,8 @@ class Attack(ABC):
     #: "weights" (a ModelAttack) or "queries" (an OracleAttack).
     access: ClassVar[str]
     parameters: ClassVar[dict[str, Param]]
+    #: The parameter a robustness sweep varies, and its grid (weakest first).
+    strength: ClassVar[Strength]
     #: Files written next to the output, by key: (suffix, description); declared so that the CLI can refuse
     #: existing ones before any work.
     companions: ClassVar[dict[str, tuple[str, str]]] = {}
@@ -255,6 +283,7 @@ class Attack(ABC):
             "access": self.access,
             "summary": (type(self).__doc__ or "").strip().split("\n\n")[0].replace("\n", " "),
             "parameters": {k: p.describe() for k, p in self.parameters.items()},
+            "strength": {"parameter": self.strength.param, "values": list(self.strength.values)},
             "companions": {k: suffix for k, (suffix, _) in self.companions.items()},
         }
 

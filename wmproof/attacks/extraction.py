@@ -36,7 +36,7 @@ import numpy as np
 from ..engine.data import image_dataset_names
 from ..errors import UsageError
 from ..schemes.base import as_model_input
-from .base import AttackContext, AttackResult, OracleAttack, Param
+from .base import AttackContext, AttackResult, OracleAttack, Param, Strength
 
 QUERY_SOURCES = ("task", "noise", *image_dataset_names())
 
@@ -62,6 +62,8 @@ class ModelExtraction(OracleAttack):
 
     name = "extract"
     citation = "Tramèr et al. 2016; Orekondy et al. 2019; feature-sharing paper 2 and 4"
+    #: The thief's query budget (Tramèr et al. 2016; the feature-sharing paper queries 10,000-60,000).
+    strength = Strength("queries", (1000, 3000, 10000), quick=1000)
     parameters = {
         "queries": Param(int, 10_000, "inputs sent to the victim for training (the query budget)", min=1),
         "query_data": Param(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .base import AttackContext, ModelEdit, TrainingBudget, training_params
+from .base import AttackContext, ModelEdit, Strength, TrainingBudget, training_params
 from .fine_tuning import IMAGES, fine_tune
 from .neuron_pruning import chosen_layer, prune_least_active, pruning_params, remove_masks
 
@@ -22,6 +22,8 @@ class FinePruning(ModelEdit):
 
     name = "fine-prune"
     citation = "Liu et al. 2018 (fine-pruning); feature-sharing paper 4.3, Fig. 6"
+    #: Liu et al. 2018 fine-prune at the rate where accuracy starts to fall, about 0.9 of the channels.
+    strength = Strength("rate", (0.5, 0.75, 0.9), quick=0.9)
     parameters = {**pruning_params(0.9, "ranking_images"), **training_params(IMAGES)}
 
     def check(self, victim: Any, context: AttackContext, options: Mapping[str, Any]) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from .base import AttackContext, ModelEdit, TrainingBudget, training_params
+from .base import AttackContext, ModelEdit, Strength, TrainingBudget, training_params
 
 #: The adversary's default budget: 10,000 images, the architecture's own epochs.
 IMAGES = 10_000
@@ -81,6 +81,8 @@ def fine_tune(
 class _FineTuning(ModelEdit):
     last_layer_only: ClassVar[bool]
     reinitialise: ClassVar[bool]
+    #: Adi et al. 5.4 fine-tune "for several epochs": one, a few, and many.
+    strength = Strength("epochs", (1, 5, 20), quick=1)
     parameters = training_params(IMAGES, epochs=None)
 
     def apply(self, model: Any, context: AttackContext, **options: Any) -> dict[str, Any]:

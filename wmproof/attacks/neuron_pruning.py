@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import UsageError
-from .base import AttackContext, ModelEdit, Param, rate
+from .base import AttackContext, ModelEdit, Param, Strength, rate
 
 #: Clean images the adversary ranks units with (Liu et al. use a held-out validation set).
 RANKING_IMAGES = 2_000
@@ -160,6 +160,8 @@ class NeuronPruning(ModelEdit):
 
     name = "neuron-prune"
     citation = "Liu et al. 2018 (pruning defence); feature-sharing paper 4.3, Fig. 5"
+    #: Liu et al. 2018 (Fig. 4) prune the last convolution's channels until accuracy falls: up to 0.9.
+    strength = Strength("rate", (0.25, 0.5, 0.75, 0.9), quick=0.5)
     parameters = pruning_params(0.5, "images")
 
     def check(self, victim: Any, context: AttackContext, options: Mapping[str, Any]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import UsageError
-from .base import AttackContext, ModelEdit, Param
+from .base import AttackContext, ModelEdit, Param, Strength
 
 HELD_OUT = 5000  # the last images of the adversary's data: where the new adversaries come from
 
@@ -21,6 +21,8 @@ class Overwriting(ModelEdit):
 
     name = "overwrite"
     citation = "Le Merrer et al. 2019, Table 3"
+    #: Le Merrer et al. Table 3 embeds 1,000 adversaries; fewer and more on either side.
+    strength = Strength("adversaries", (100, 1000, 3000), quick=100)
     parameters = {
         "adversaries": Param(int, 1000, "number of new FGSM adversaries embedded", min=1),
         "epsilon": Param(float, 0.25, "FGSM step (l-infinity)", min=0.0, min_exclusive=True),

@@ -14,9 +14,10 @@ attacked model (``wmproof attack ... --key``, or ``wmproof verify``).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from .base import AttackContext, AttackResult, Companion, ModelAttack, Param, TrainingBudget, training_params
+from .base import AttackContext, AttackResult, Companion, ModelAttack, Param, Strength, TrainingBudget, training_params
 from .fine_tuning import IMAGES, fine_tune
 
 PIRATE_SCHEME = "adi-backdoor"
@@ -27,6 +28,8 @@ class OwnershipPiracy(ModelAttack):
 
     name = "piracy"
     citation = "Adi et al. 2018, 5.5 (ownership piracy, Fig. 7)"
+    #: Adi et al. 5.5 (Fig. 7): the pirate's key alone, then the pirate's key followed by fine-tuning.
+    strength = Strength("then", ("none", "ftal", "rtal"), quick="none")
     parameters = {
         "items": Param(int, 100, "items of the pirate's key (the paper's TS-New has 100)", min=1),
         "images": training_params(IMAGES)["images"],
@@ -43,18 +46,22 @@ class OwnershipPiracy(ModelAttack):
     }
 
     def run(self, victim: Any, context: AttackContext, **options: Any) -> AttackResult:
+        from ..crypto.signatures import SigningKey
         from ..engine.models import LoadedModel
         from ..engine.train import module_recipe_config
         from ..oracles.local import LocalModelOracle
         from ..protocol import Identity, keygen, mark, verify_private
 
-        pirate = Identity.generate("pirate")
+        created = int(time.time()) if context.key_time is None else context.key_time
+        pirate = Identity(SigningKey(context.key_entropy(32)), created, "pirate")
         mk, vk = keygen(
             pirate,
             PIRATE_SCHEME,
             items=options["items"],
             num_classes=victim.num_classes,
             input_shape=tuple(victim.input_shape),
+            created_at=created,
+            entropy=context.key_entropy,
         )
         data = context.attacker_data(options["images"])
         marked = mark(

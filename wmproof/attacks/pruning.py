@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import AttackContext, ModelEdit, rate
+from .base import AttackContext, ModelEdit, Strength, rate
 
 
 def prunable(model: Any) -> list[tuple[str, Any]]:
@@ -29,6 +29,8 @@ class MagnitudePruning(ModelEdit):
 
     name = "prune"
     citation = "Han et al. 2015; Le Merrer et al. 2019, Table 1"
+    #: Le Merrer et al. Table 1 prunes 0.25-0.85 of the weights.
+    strength = Strength("rate", (0.25, 0.5, 0.75, 0.9), quick=0.5)
     parameters = {"rate": rate("fraction of the weights of every layer set to zero, smallest |w| first", 0.25)}
 
     def apply(self, model: Any, context: AttackContext, **options: Any) -> dict[str, Any]:

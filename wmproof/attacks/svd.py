@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .base import AttackContext, ModelEdit, rate
+from .base import AttackContext, ModelEdit, Strength, rate
 
 
 class TruncatedSVD(ModelEdit):
@@ -15,6 +15,8 @@ class TruncatedSVD(ModelEdit):
 
     name = "svd"
     citation = "Le Merrer et al. 2019, Table 2"
+    #: Le Merrer et al. Table 2 drops 0.25-0.9 of the singular values.
+    strength = Strength("rate", (0.25, 0.5, 0.75, 0.9), quick=0.5)
     parameters = {"rate": rate("fraction of the singular values of every weight matrix dropped", 0.5)}
 
     def apply(self, model: Any, context: AttackContext, **options: Any) -> dict[str, Any]:

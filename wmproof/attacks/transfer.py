@@ -16,7 +16,7 @@ from typing import Any
 
 from ..engine.data import image_dataset_names, image_dataset_spec
 from ..errors import UsageError
-from .base import AttackContext, AttackResult, Companion, ModelAttack, Param, TrainingBudget, training_params
+from .base import AttackContext, AttackResult, Companion, ModelAttack, Param, Strength, TrainingBudget, training_params
 from .fine_tuning import IMAGES, fine_tune
 
 #: The default new task of each task: the other data set of the same shape.
@@ -28,6 +28,8 @@ class TransferLearning(ModelAttack):
 
     name = "transfer"
     citation = "Adi et al. 2018, 5.5 (transfer learning, Table 2)"
+    #: Adi et al. 5.5 train the new task's layer: more epochs move the shared features further.
+    strength = Strength("epochs", (1, 5, 20), quick=1)
     parameters = {
         "to": Param(
             str,
