@@ -29,6 +29,26 @@ def _names(text: str | None, known: tuple[str, ...], what: str) -> tuple[str, ..
     return names
 
 
+#: Options that change where the report goes or how the command answers, not what the sweep is.
+_RENDERING = {"--report-only": 0, "--json": 0, "--report": 1}
+
+
+def _sweep_command(arguments: list[str]) -> str:
+    """The command line that made the sweep, for its report: the given one without the rendering options, so
+    that a report rendered later with ``--report-only`` names the sweep, not the rendering."""
+    kept, skip = [], 0
+    for argument in arguments:
+        if skip:
+            skip -= 1
+            continue
+        name = argument.split("=", 1)[0]
+        if name in _RENDERING:
+            skip = _RENDERING[name] if "=" not in argument else 0
+            continue
+        kept.append(argument)
+    return shlex.join(["wmproof", *kept])
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -172,7 +192,7 @@ def robustness_command(
     config.validate()
     if report is not None and report.suffix != ".md":
         raise UsageError(f"--report names a Markdown file (.md), not {report}")
-    command = shlex.join(["wmproof", *sys.argv[1:]]) if Path(sys.argv[0]).name == "wmproof" else "wmproof robustness"
+    command = _sweep_command(sys.argv[1:]) if Path(sys.argv[0]).name == "wmproof" else "wmproof robustness"
     if not report_only:
         executor = open_executor(available_cpus() if workers is None else workers, ray_address,
                                  gpu=device.startswith("cuda"))  # fmt: skip

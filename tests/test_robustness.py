@@ -87,6 +87,19 @@ def test_user_mistakes_are_one_line_errors(tmp_path, args, message):
     assert not (tmp_path / "out" / "sweep.json").exists()
 
 
+@pytest.mark.parametrize(
+    ("argv", "shown"),
+    [
+        ("robustness --workdir out --report docs/r.md --report-only", "wmproof robustness --workdir out"),
+        ("robustness --report=docs/r.md --json --quick --seeds 2", "wmproof robustness --quick --seeds 2"),
+    ],
+)
+def test_the_report_names_the_sweeps_command_not_the_rendering(argv, shown):
+    from wmproof_cli.robustness_cmd import _sweep_command
+
+    assert _sweep_command(argv.split()) == shown
+
+
 # ------------------------------------------------------------------------------------ the sweep, for real
 
 
