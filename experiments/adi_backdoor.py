@@ -385,7 +385,7 @@ def main() -> None:
     out = args.out or (DOCS if args.config == "cpu" else Path(tempfile.gettempdir()) / f"adi-{args.config}")
     report, assets = out / "adi-backdoor.md", out / "adi-backdoor"
     results_path = assets / "results.json"
-    command = shlex.join(["python", "experiments/adi_backdoor.py", *sys.argv[1:]])
+    command = shlex.join(["python", "experiments/adi_backdoor.py", *(a for a in sys.argv[1:] if a != "--report-only")])
     if args.report_only:
         results = json.loads(results_path.read_text())
     else:
