@@ -26,20 +26,15 @@ the zoo's fastest MNIST network) in place of their ResNet-18. What runs, for eac
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import platform
-import shlex
-import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from reporting import log, mean_sd  # experiments/reporting.py (the script's own folder)
+from reporting import log, mean_sd, reproduce  # experiments/reporting.py (the script's own folder)
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "reproductions"
@@ -376,27 +371,7 @@ def plot(results: dict[str, Any], assets: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", choices=sorted(CONFIGS), default="cpu")
-    parser.add_argument("--out", type=Path, help="directory of the report (default: docs/reproductions for the "
-                        "cpu configuration, a scratch directory for the others)")  # fmt: skip
-    parser.add_argument("--report-only", action="store_true", help="re-render the report from its results.json")
-    args = parser.parse_args()
-    out = args.out or (DOCS if args.config == "cpu" else Path(tempfile.gettempdir()) / f"adi-{args.config}")
-    report, assets = out / "adi-backdoor.md", out / "adi-backdoor"
-    results_path = assets / "results.json"
-    command = shlex.join(["python", "experiments/adi_backdoor.py", *(a for a in sys.argv[1:] if a != "--report-only")])
-    if args.report_only:
-        results = json.loads(results_path.read_text())
-    else:
-        assets.mkdir(parents=True, exist_ok=True)
-        started = time.perf_counter()
-        results = run(CONFIGS[args.config])
-        results["seconds"] = time.perf_counter() - started
-        results_path.write_text(json.dumps(results, indent=1))
-    plot(results, assets)
-    report.write_text(render(results, command))
-    log(f"wrote {report} and its plot")
+    reproduce("adi_backdoor.py", "adi-backdoor", __doc__.split("\n\n")[0], CONFIGS, run, plot, render)
 
 
 if __name__ == "__main__":

@@ -30,11 +30,9 @@ frontier-stitching keys at 1e-6, feature-sharing keys at the paper's 0.05 (Wilco
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -44,7 +42,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from reporting import log, mean_sd  # experiments/reporting.py (the script's own folder)
+from reporting import log, mean_sd, reproduce  # experiments/reporting.py (the script's own folder)
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "reproductions"
@@ -414,29 +412,13 @@ def plot(results: dict[str, Any], assets: Path) -> None:
     plt.close(fig)
 
 
+def run_in_scratch(config: Config) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="hitaj-") as work:
+        return run(config, Path(work))
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", choices=sorted(CONFIGS), default="cpu")
-    parser.add_argument("--out", type=Path, help="directory of the report (default: docs/reproductions for the "
-                        "cpu configuration, a scratch directory for the others)")  # fmt: skip
-    parser.add_argument("--report-only", action="store_true", help="re-render the report from its results.json")
-    args = parser.parse_args()
-    out = args.out or (DOCS if args.config == "cpu" else Path(tempfile.gettempdir()) / f"hitaj-{args.config}")
-    report, assets = out / "hitaj-evasion.md", out / "hitaj-evasion"
-    results_path = assets / "results.json"
-    command = shlex.join(["python", "experiments/hitaj_evasion.py", *(a for a in sys.argv[1:] if a != "--report-only")])
-    if args.report_only:
-        results = json.loads(results_path.read_text())
-    else:
-        assets.mkdir(parents=True, exist_ok=True)
-        started = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="hitaj-") as work:
-            results = run(CONFIGS[args.config], Path(work))
-        results["seconds"] = time.perf_counter() - started
-        results_path.write_text(json.dumps(results, indent=1))
-    plot(results, assets)
-    report.write_text(render(results, command))
-    log(f"wrote {report} and its plot")
+    reproduce("hitaj_evasion.py", "hitaj-evasion", __doc__.split("\n\n")[0], CONFIGS, run_in_scratch, plot, render)
 
 
 if __name__ == "__main__":
