@@ -203,8 +203,8 @@ def test_the_quick_sweep_through_a_local_ray_head_gives_the_pools_results(pool_s
     assert ray_records.keys() == pool.keys() and len(pool) == 1 + 8 + len(QUICK.cells())
     different = [path for path in pool if pool[path] != ray_records[path]]
     assert not different, different[:5]
-    for path in (folder / "models").glob("**/*"):  # the models and keys themselves, byte for byte
-        if path.is_file():
+    for path in (folder / "models").glob("**/*"):  # the models and keys themselves, byte for byte (the records,
+        if path.is_file() and path.suffix != ".json":  # with their wall times, were compared above without them)
             assert path.read_bytes() == (tmp_path / "ray" / path.relative_to(folder)).read_bytes(), path
 
 
