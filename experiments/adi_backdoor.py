@@ -36,8 +36,6 @@ from typing import Any
 
 from reporting import log, mean_sd, reproduce  # experiments/reporting.py (the script's own folder)
 
-ROOT = Path(__file__).resolve().parent.parent
-DOCS = ROOT / "docs" / "reproductions"
 ARCH = "mnist_fast"
 OTHER = {"mnist": "fashion-mnist", "fashion-mnist": "mnist"}
 FINE_TUNINGS = ("ftll", "ftal", "rtll", "rtal")

@@ -44,8 +44,6 @@ from typing import Any
 
 from reporting import log, mean_sd, reproduce  # experiments/reporting.py (the script's own folder)
 
-ROOT = Path(__file__).resolve().parent.parent
-DOCS = ROOT / "docs" / "reproductions"
 WMPROOF = Path(sys.executable).with_name("wmproof")
 
 #: The paper's numbers (Hitaj et al. 2019, section III.C and Table I).
@@ -321,9 +319,15 @@ def render(results: dict[str, Any], command: str) -> str:
     return "\n".join(lines + ["", "## Reading", "", *reading(results)]) + "\n"
 
 
+def ensemble_rows(results: dict[str, Any], scheme: str, size: int) -> list[dict[str, Any]]:
+    """Every owner's row of every ensemble of ``size`` serving ``scheme``'s models."""
+    return [r for e in results["ensembles"] if e["scheme"] == scheme and e["size"] == size for r in e["owners"]]
+
+
 def judged_count(rows: list[dict[str, Any]]) -> str:
-    judged = [r for r in rows if r["verified"] is not None]
-    return f"{sum(r['verified'] for r in judged)}/{len(judged)} verified" if judged else "no verdict (labels only)"
+    """:func:`verdicts` in a sentence."""
+    said = verdicts(rows)
+    return "no verdict (labels only)" if said.startswith("no verdict") else f"{said} verified"
 
 
 def reading(results: dict[str, Any]) -> list[str]:
@@ -333,8 +337,7 @@ def reading(results: dict[str, Any]) -> list[str]:
 
     out = []
     for size in (7, 3):
-        rows = [r for e in results["ensembles"] if e["scheme"] == "adi-backdoor" and e["size"] == size
-                for r in e["owners"]]  # fmt: skip
+        rows = ensemble_rows(results, "adi-backdoor", size)
         if not rows:
             continue
         per_owner: dict[int, list[float]] = {}
@@ -343,9 +346,10 @@ def reading(results: dict[str, Any]) -> list[str]:
         shares = [sum(v) / len(v) for v in per_owner.values()]
         paper = PAPER[f"ensemble {size}"]
         test = wilcoxon_signed_rank([v - paper for v in shares])
-        out.append(f"* **Against the paper, ensembles of {size}**: {mean_sd(shares)[0]:.1f} ± "
-                   f"{mean_sd(shares)[1]:.1f} % of an owner's items verified (per owner, averaged over the "
-                   f"ensembles it sits in), the paper's {paper} %: two-sided Wilcoxon signed-rank test of the "
+        mean, sd = mean_sd(shares)
+        out.append(f"* **Against the paper, ensembles of {size}**: {mean:.1f} ± {sd:.1f} % of an owner's "
+                   "items verified (per owner, averaged over the ensembles it sits in), "
+                   f"the paper's {paper} %: two-sided Wilcoxon signed-rank test of the "
                    f"owners' shares against {paper}, n = {test.n}, W+ = {test.statistic:g}, p = {test.p_value:.3f} "
                    f"({test.method}). The paper gives no spread; with 10 items a share moves in steps of 10 points, "
                    "and the vote's die among tied answers makes each query of the service a new draw.")  # fmt: skip
@@ -353,14 +357,12 @@ def reading(results: dict[str, Any]) -> list[str]:
     for scheme in ALPHAS:
         said = []
         for size in sorted({e["size"] for e in results["ensembles"] if e["scheme"] == scheme}, reverse=True):
-            rows = [r for e in results["ensembles"] if e["scheme"] == scheme and e["size"] == size
-                    for r in e["owners"]]  # fmt: skip
+            rows = ensemble_rows(results, scheme, size)
             said.append(f"an ensemble of {size}: {pm([r['verified_share'] for r in rows])} % of the items answered "
                         f"as committed, {judged_count(rows)}")  # fmt: skip
         rows = [d for d in results["detectors"] if d["scheme"] == scheme]
         said.append(f"the detector: {pm([r['verified_share'] for r in rows])} %, {judged_count(rows)}")
-        judged = [r for e in results["ensembles"] if e["scheme"] == scheme and e["size"] == largest
-                  for r in e["owners"] if r["verified"] is not None]  # fmt: skip
+        judged = [r for r in ensemble_rows(results, scheme, largest) if r["verified"] is not None]
         detected = [r for r in rows if r["verified"] is not None]
 
         def survives(group: list[dict[str, Any]]) -> str:
@@ -393,9 +395,7 @@ def plot(results: dict[str, Any], assets: Path) -> None:
         sizes = sorted({e["size"] for e in results["ensembles"] if e["scheme"] == scheme})
         means, sds = [], []
         for size in sizes:
-            rows = [r["verified_share"] for e in results["ensembles"] if e["scheme"] == scheme and e["size"] == size
-                    for r in e["owners"]]  # fmt: skip
-            m, s = mean_sd([100 * v for v in rows])
+            m, s = mean_sd([100 * r["verified_share"] for r in ensemble_rows(results, scheme, size)])
             means.append(m)
             sds.append(s)
         ax.errorbar(sizes, means, yerr=sds, marker=marker, capsize=3, label=scheme)
