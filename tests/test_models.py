@@ -15,8 +15,10 @@ from wmproof.engine.models import (
     build_model,
     hidden_layer_names,
     load_model,
+    model_file_bytes,
     model_metadata,
     output_layer_name,
+    safetensors_bytes,
     save_model,
 )
 from wmproof.errors import FileAccessError, MalformedInput, UsageError
@@ -71,6 +73,20 @@ def test_every_architecture_round_trips_through_a_file(name, tmp_path):
     with torch.no_grad():
         assert torch.equal(model(x), loaded.module(x))
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+
+
+def test_the_same_weights_always_give_the_same_file():
+    # safetensors orders __metadata__ by a Rust hash map seeded anew for every map: twenty saves of one model
+    # gave twenty different files (so twenty SHA-256 identities) before the header was re-emitted sorted
+    torch.manual_seed(0)
+    model = build_model("mnist_fast")
+    assert len({model_file_bytes(model, "mnist_fast", {}) for _ in range(20)}) == 1
+    metadata = {f"key-{i}": f"value-{i}" for i in range(6)}
+    files = {safetensors_bytes({"w": torch.ones(3)}, dict(reversed(metadata.items()))) for _ in range(20)}
+    assert len(files) == 1
+    (data,) = files
+    header = data[8 : 8 + int.from_bytes(data[:8], "little")]
+    assert list(json.loads(header)["__metadata__"]) == sorted(metadata) and len(header) % 8 == 0
 
 
 def test_keras_parameter_counts():

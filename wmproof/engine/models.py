@@ -657,12 +657,29 @@ def model_metadata(name: str, arguments: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def model_file_bytes(module: nn.Module, name: str, arguments: dict[str, Any]) -> bytes:
+def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """A safetensors file whose bytes depend only on ``tensors`` and ``metadata``.
+
+    Why: a model's SHA-256 is its identity in keys, proofs and sweep records, so the same weights must give the
+    same file in every process. safetensors keeps ``__metadata__`` in a Rust hash map whose order changes with
+    each process's random hash seed (a sweep's pool and Ray workers wrote the same model under two hashes);
+    here the metadata is re-emitted in sorted key order, in the header's own compact JSON and the same padded
+    length, so the tensors' offsets do not move."""
     from safetensors.torch import save
 
+    data = save({k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}, metadata=metadata)
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+    sorted_header = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(sorted_header) != len(data[8 : 8 + n].rstrip(b" ")):  # serde_json and json agree on what we write
+        raise RuntimeError("safetensors wrote a header that re-encodes to another length")
+    return data[:8] + sorted_header.ljust(n, b" ") + data[8 + n :]
+
+
+def model_file_bytes(module: nn.Module, name: str, arguments: dict[str, Any]) -> bytes:
     arguments = normalise_arguments(name, arguments)
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
-    return save(tensors, metadata=model_metadata(name, arguments))
+    return safetensors_bytes(dict(module.state_dict()), model_metadata(name, arguments))
 
 
 def save_model(

@@ -58,7 +58,7 @@ class Detector:
         return torch.sigmoid(hidden @ w["l2.weight"].T + w["l2.bias"]).squeeze(1)
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
-        from safetensors.torch import save
+        from ..engine.models import safetensors_bytes
 
         metadata = {
             "format": DETECTOR_FORMAT,
@@ -66,8 +66,7 @@ class Detector:
             "model_sha256": self.model_sha256,
             "info": json.dumps(self.info, sort_keys=True),
         }
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.weights.items()}
-        write_file(path, save(tensors, metadata=metadata), secret=False, overwrite=overwrite)
+        write_file(path, safetensors_bytes(self.weights, metadata), secret=False, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Detector:
