@@ -48,12 +48,18 @@ bench: venv node
 	$(BIN)/python benchmarks/summary.py
 	@echo "Each benchmark alone: $(BIN)/python benchmarks/NAME.py (see its --help); on a CUDA GPU: bash benchmarks/gpu.sh"
 
-# The reproductions (docs/reproductions/): numbers and plots, regenerated. CPU configuration: about 20 minutes
-# (frontier stitching), 45 (the attack suite) and several hours (feature sharing, 5 seeds) on 2 cores.
+# The reproductions (docs/reproductions/): numbers and plots, regenerated. On 2 cores: about 2 h (frontier
+# stitching, the paper's 60,000 images), 45 min (the attack suite, Adi et al.), 40 min (Hitaj et al.), 2 h
+# (the robustness matrix) and several hours (feature sharing, 5 seeds). The long ones resume when re-run.
 repro: venv
 	$(BIN)/python -m pip install --quiet -e ".[ml,onnx,serve,chain,test,repro]"
 	$(BIN)/python experiments/frontier_stitching.py
 	$(BIN)/python experiments/attack_suite.py
+	$(BIN)/python experiments/adi_backdoor.py
+	$(BIN)/python experiments/hitaj_evasion.py
+	$(BIN)/wmproof robustness --workdir robustness-out
+	cp robustness-out/robustness.md robustness-out/robustness.png docs/reproductions/
+	cp robustness-out/results.json docs/reproductions/robustness-results.json
 	$(BIN)/python experiments/feature_sharing_items.py
 	$(BIN)/python experiments/feature_sharing_api.py
 	$(BIN)/python experiments/feature_sharing_text.py

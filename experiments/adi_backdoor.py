@@ -22,6 +22,8 @@ the zoo's fastest MNIST network) in place of their ResNet-18. What runs, for eac
     python experiments/adi_backdoor.py                  # cpu: 3 seeds, both data sets, about 40 minutes
     python experiments/adi_backdoor.py --config smoke   # 1 seed, MNIST, 5,000 images: about 3 minutes
     python experiments/adi_backdoor.py --report-only    # re-render from results.json
+
+An interrupted run resumes: the finished (data set, seed) runs are kept in the results.json.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from reporting import log, mean_sd, reproduce  # experiments/reporting.py (the script's own folder)
+from reporting import keep, log, mean_sd, reproduce, resume  # experiments/reporting.py (the script's own folder)
 
 ARCH = "mnist_fast"
 OTHER = {"mnist": "fashion-mnist", "fashion-mnist": "mnist"}
@@ -65,7 +67,7 @@ CONFIGS = {
 }
 
 
-def run(config: Config) -> dict[str, Any]:
+def run(config: Config, results_path: Path) -> dict[str, Any]:
     import torch
 
     from wmproof.attacks import run_attack
@@ -82,12 +84,16 @@ def run(config: Config) -> dict[str, Any]:
         "device": str(device), "torch": torch.__version__, "python": platform.python_version(),
         "threads": torch.get_num_threads(), "runs": [],
     }  # fmt: skip
+    resume(results, results_path)
+    done = {(r["dataset"], r["seed"]) for r in results["runs"]}
     for dataset in config.datasets:
         train = load_image_dataset(dataset, "train")
         test = load_image_dataset(dataset, "test")
         test_tensors = TensorData.from_numpy(test.images, test.labels, device)
         own = train.subset(config.owner_images)
         for seed in range(config.seeds):
+            if (dataset, seed) in done:
+                continue
             t0 = time.perf_counter()
             owner = Identity.generate("owner")
             mk, vk = keygen(owner, "adi-backdoor", items=config.items, num_classes=10, input_shape=(1, 28, 28))
@@ -157,6 +163,7 @@ def run(config: Config) -> dict[str, Any]:
             }
             run_["seconds"] = time.perf_counter() - t0
             results["runs"].append(run_)
+            keep(results, results_path)
             shown = ", ".join(f"{k} {v['test_accuracy']:.4f}/{v['trigger_accuracy']:.2f}"
                               for k, v in run_["table1"].items())  # fmt: skip
             log(f"{dataset} seed {seed}: {shown} in {run_['seconds']:.0f} s")

@@ -412,7 +412,9 @@ def plot(results: dict[str, Any], assets: Path) -> None:
     plt.close(fig)
 
 
-def run_in_scratch(config: Config) -> dict[str, Any]:
+def run_in_scratch(config: Config, results_path: Path) -> dict[str, Any]:
+    """The run in a scratch folder (its models and keys are not kept); results are written once, at the end
+    (``results_path`` is not used: the paper's run takes minutes)."""
     with tempfile.TemporaryDirectory(prefix="hitaj-") as work:
         return run(config, Path(work))
 

@@ -15,31 +15,63 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+#: When this process's run began (set by reproduce()): a resumed run's wall time adds its own to the kept one's.
+_started = time.perf_counter()
+
+
+def resume(results: dict[str, Any], results_path: Path) -> None:
+    """Take into ``results`` the runs an interrupted run of the same configuration on the same device kept at
+    ``results_path`` (every run is a function of its configuration and seed, so a kept one is not redone)."""
+    import json
+
+    if not results_path.exists():
+        return
+    kept = json.loads(results_path.read_text())
+    if json.loads(json.dumps(results["config"])) == kept.get("config") and kept.get("device") == results["device"]:
+        results["runs"] = kept.get("runs", [])
+        results["seconds_before"] = kept.get("seconds", 0.0)
+        log(f"resuming: {len(results['runs'])} runs kept in {results_path}")
+
+
+def keep(results: dict[str, Any], results_path: Path) -> None:
+    """Write the results so far (after every run: an interruption loses at most the run in flight), with the
+    wall time spent on them, over every process that worked on them."""
+    import json
+
+    results["seconds"] = results.get("seconds_before", 0.0) + time.perf_counter() - _started
+    results_path.write_text(json.dumps({k: v for k, v in results.items() if k != "seconds_before"}, indent=1))
+
+
 def reproduce(
     script: str,
     doc: str,
     description: str,
     configs: dict[str, Any],
-    run: Callable[[Any], dict[str, Any]],
+    run: Callable[[Any, Path], dict[str, Any]],
     plot: Callable[[dict[str, Any], Path], None],
     render: Callable[[dict[str, Any], str], str],
+    *,
+    committed: str = "cpu",
 ) -> None:
-    """The command line every reproduction shares: ``--config`` (the ``cpu`` one writes
-    docs/reproductions/DOC.md, the others a scratch folder unless ``--out``), ``--report-only`` to re-render
-    from the kept results.json; the report names the command that made the results, not the rendering."""
+    """The command line every reproduction shares: ``--config`` (the ``committed`` one, ``cpu`` unless the
+    paper's own set-up fits this CPU, writes docs/reproductions/DOC.md, the others a scratch folder unless
+    ``--out``), ``--report-only`` to re-render from the kept results.json; the report names the command that
+    made the results, not the rendering. ``run(config, results_path)`` may keep partial results at
+    ``results_path`` and resume from them (a run of hours must survive an interruption)."""
     import argparse
     import json
     import shlex
     import tempfile
 
+    global _started
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--config", choices=sorted(configs), default="cpu")
+    parser.add_argument("--config", choices=sorted(configs), default=committed)
     parser.add_argument("--out", type=Path, help="directory of the report (default: docs/reproductions for the "
-                        "cpu configuration, a scratch directory for the others)")  # fmt: skip
+                        f"{committed} configuration, a scratch directory for the others)")  # fmt: skip
     parser.add_argument("--report-only", action="store_true", help="re-render the report from its results.json")
     args = parser.parse_args()
     docs = Path(__file__).resolve().parent.parent / "docs" / "reproductions"
-    out = args.out or (docs if args.config == "cpu" else Path(tempfile.gettempdir()) / f"{doc}-{args.config}")
+    out = args.out or (docs if args.config == committed else Path(tempfile.gettempdir()) / f"{doc}-{args.config}")
     report, assets = out / f"{doc}.md", out / doc
     results_path = assets / "results.json"
     command = shlex.join(["python", f"experiments/{script}", *(a for a in sys.argv[1:] if a != "--report-only")])
@@ -49,10 +81,9 @@ def reproduce(
         results = json.loads(results_path.read_text())
     else:
         assets.mkdir(parents=True, exist_ok=True)
-        started = time.perf_counter()
-        results = run(configs[args.config])
-        results["seconds"] = time.perf_counter() - started
-        results_path.write_text(json.dumps(results, indent=1))
+        _started = time.perf_counter()
+        results = run(configs[args.config], results_path)
+        keep(results, results_path)
     plot(results, assets)
     report.write_text(render(results, command))
     log(f"wrote {report} and its plot")
