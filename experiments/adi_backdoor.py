@@ -36,7 +36,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from reporting import keep, log, mean_sd, reproduce, resume  # experiments/reporting.py (the script's own folder)
+# experiments/reporting.py (the script's own folder)
+from reporting import keep, log, machine_load, mean_sd, reproduce, resume
 
 ARCH = "mnist_fast"
 OTHER = {"mnist": "fashion-mnist", "fashion-mnist": "mnist"}
@@ -248,8 +249,9 @@ def render(results: dict[str, Any], command: str) -> str:
     lines = [
         "# Reproduction: Adi et al. 2018, backdoor watermarks (section 5), on MNIST and Fashion-MNIST",
         "",
-        f"Made by `{command}` in {results['seconds'] / 60:.0f} min on {results['device']} ({results['threads']} "
-        f"threads; torch {results['torch']}, Python {results['python']}); {config['seeds']} seed(s), mean ± sd over "
+        f"Made by `{command}` in {results['seconds'] / 60:.0f} min{machine_load(results)} on {results['device']} "
+        f"({results['threads']} threads; torch {results['torch']}, Python {results['python']}); {config['seeds']} "
+        "seed(s), mean ± sd over "
         "them, in percent. CIFAR-10, CIFAR-100 and ImageNet are not available here, so the paper's numbers are "
         "beside ours for the same protocol on another data set, never for the same one: what the MNIST analogue "
         "changes is said under each table.",

@@ -39,7 +39,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from reporting import keep, log, mean_sd, reproduce, resume  # experiments/reporting.py (the script's own folder)
+
+# experiments/reporting.py (the script's own folder)
+from reporting import keep, log, machine_load, mean_sd, reproduce, resume
 
 ARCHITECTURES = ("mnist_mlp", "mnist_cnn", "mnist_irnn")
 EPSILONS = ("0.025", "0.1", "0.25", "0.5")
@@ -419,7 +421,8 @@ def render(results: dict[str, Any], command: str) -> str:
         f"lr/10 with {config['triggers_per_batch']} key items "
         "in "
         "every batch of 128, until every item is learned (bound 100 epochs); accuracies are on the full MNIST test "
-        f"set (10,000 images); {results['seconds'] / 60:.0f} min of wall time on device `{results['device']}`"
+        f"set (10,000 images); {results['seconds'] / 60:.0f} min of wall time{machine_load(results)} on device "
+        f"`{results['device']}`"
         + (f" ({results['threads']} threads)" if "threads" in results else "")
         + f", torch {results['torch']}"
         + (f", Python {results['python']}" if "python" in results else "")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -39,7 +41,20 @@ def keep(results: dict[str, Any], results_path: Path) -> None:
     import json
 
     results["seconds"] = results.get("seconds_before", 0.0) + time.perf_counter() - _started
+    # the machine's 1-minute load average at each run's end: a wall time means little on a shared machine
+    results.setdefault("load", []).append(round(os.getloadavg()[0], 2))
+    results["cores"] = os.cpu_count()
     results_path.write_text(json.dumps({k: v for k, v in results.items() if k != "seconds_before"}, indent=1))
+
+
+def machine_load(results: dict[str, Any]) -> str:
+    """How busy the machine was while the results were made (the 1-minute load average at each run's end,
+    against its cores), for the sentence that gives their wall time."""
+    samples = results.get("load", [])
+    if not samples:
+        return ""
+    return (f" (load average {statistics.fmean(samples):.1f} on {results.get('cores', os.cpu_count())} cores "
+            f"over {len(samples)} samples)")  # fmt: skip
 
 
 def reproduce(
