@@ -3,6 +3,7 @@ each changes the model in the documented way; the Adi et al. watermark's fate un
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -55,6 +56,24 @@ def test_pruning_zeroes_exactly_the_rate_and_the_mark_survives_25_percent(marked
     assert verify_private(mk, vk, LocalModelOracle(marked)).verified
     with pytest.raises(UsageError, match="below 1"):
         get_attack("prune").options({"rate": "1.5"})
+
+
+def test_global_pruning_cuts_the_smallest_weights_of_the_whole_model(marked):
+    # Le Merrer et al. 4.3: "25% to 85% of model weights with lowest absolute values are set to zero"
+    model = copy.deepcopy(marked.module)
+    before = [p.detach().clone() for p in model.parameters() if p.dim() >= 2]
+    result = get_attack("prune").apply(model, AttackContext(CPU), rate=0.5, scope="global")
+    after = [p.detach() for p in model.parameters() if p.dim() >= 2]
+    cut = torch.cat([b[(a == 0) & (b != 0)].abs() for a, b in zip(after, before, strict=True)])
+    kept = torch.cat([b[a != 0].abs() for a, b in zip(after, before, strict=True)])
+    total = sum(b.numel() for b in before)
+    assert result["scope"] == "global" and result["weights_pruned"] == int(0.5 * total)
+    assert int(sum((a == 0).sum() for a in after)) >= int(0.5 * total)
+    assert cut.max() <= kept.min()  # one threshold over every layer
+    layer_fractions = [float((a == 0).float().mean()) for a in after]
+    assert max(layer_fractions) - min(layer_fractions) > 0.05  # unlike per-layer pruning, layers differ
+    with pytest.raises(UsageError, match="one of layer, global"):
+        get_attack("prune").options({"scope": "everywhere"})
 
 
 def test_svd_keeps_the_documented_rank(marked):
