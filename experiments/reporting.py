@@ -22,15 +22,17 @@ _started = time.perf_counter()
 
 
 def resume(results: dict[str, Any], results_path: Path) -> None:
-    """Take into ``results`` the runs an interrupted run of the same configuration on the same device kept at
-    ``results_path`` (every run is a function of its configuration and seed, so a kept one is not redone)."""
+    """Take into ``results`` the runs (and later steps) an interrupted run of the same configuration on the same
+    device kept at ``results_path`` (every run is a function of its configuration and seed, so a kept one is not
+    redone)."""
     import json
 
     if not results_path.exists():
         return
     kept = json.loads(results_path.read_text())
     if json.loads(json.dumps(results["config"])) == kept.get("config") and kept.get("device") == results["device"]:
-        results["runs"] = kept.get("runs", [])
+        # the runs, and whatever else the run had kept (steps after the runs), but not the versions just read
+        results.update({k: v for k, v in kept.items() if k == "runs" or k not in results})
         results["seconds_before"] = kept.get("seconds", 0.0)
         log(f"resuming: {len(results['runs'])} runs kept in {results_path}")
 
