@@ -464,6 +464,7 @@ def render(results: dict[str, Any], command: str) -> str:
         + (f" ({results['threads']} threads)" if "threads" in results else "")
         + f", torch {results['torch']}"
         + (f", Python {results['python']}" if "python" in results else "")
+        + (f" ({results['shared']})" if "shared" in results else "")
         + ". Every cell is mean ± sd over "
         "seeds (over seeds × models for false positives). Extraction is the binomial test of section 3.3: "
         "errors ~ B(|K|, 1/2) under the null, 41 of 100 errors tolerated at p < 0.05 "
