@@ -7,6 +7,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +22,54 @@ def log(message: str) -> None:
 _started = time.perf_counter()
 
 
-def resume(results: dict[str, Any], results_path: Path) -> None:
+@dataclass(frozen=True)
+class Groups:
+    """Runs that depend on part of the configuration only: a run's ``field`` names its group (its architecture
+    or data set), and ``part(config, group)`` is the configuration that group's runs depend on. A change to one
+    group's settings then reruns that group alone (hours saved when one architecture's recipe changes). The
+    later ``steps`` named here are kept as dicts keyed by group, and kept per group likewise."""
+
+    field: str
+    part: Callable[[dict[str, Any], str], Any]
+    steps: tuple[str, ...] = ()
+
+
+def resume(results: dict[str, Any], results_path: Path, groups: Groups | None = None) -> None:
     """Take into ``results`` the runs (and later steps) an interrupted run of the same configuration on the same
     device kept at ``results_path`` (every run is a function of its configuration and seed, so a kept one is not
-    redone)."""
+    redone). With ``groups``, a run of another configuration is kept too when its group's part of the
+    configuration is unchanged; the groups rerun are listed in ``results["rerun"]``, and the wall time still
+    counts the discarded runs' (it is the time spent making these results)."""
     import json
 
     if not results_path.exists():
         return
     kept = json.loads(results_path.read_text())
-    if json.loads(json.dumps(results["config"])) == kept.get("config") and kept.get("device") == results["device"]:
+    config = json.loads(json.dumps(results["config"]))
+    if kept.get("device") != results["device"] or "config" not in kept:
+        return
+    if config == kept["config"]:
         # the runs, and whatever else the run had kept (steps after the runs), but not the versions just read
         results.update({k: v for k, v in kept.items() if k == "runs" or k not in results})
-        results["seconds_before"] = kept.get("seconds", 0.0)
-        log(f"resuming: {len(results['runs'])} runs kept in {results_path}")
+    elif groups is not None:
+        def same(group: str) -> bool:
+            return groups.part(config, group) == groups.part(kept["config"], group)
+
+        runs = [r for r in kept["runs"] if same(r[groups.field])]
+        if not runs:
+            return
+        rerun = sorted({r[groups.field] for r in kept["runs"]} - {r[groups.field] for r in runs})
+        results["runs"] = runs
+        results["rerun"] = sorted(set(kept.get("rerun", [])) | set(rerun))
+        for step in groups.steps:
+            results[step] = {g: v for g, v in kept.get(step, {}).items() if same(g)}
+        # what describes the machine and the time spent (load samples, notes), not the versions just read
+        results.update({k: v for k, v in kept.items() if k not in results and k not in groups.steps})
+        log(f"the configuration of {', '.join(rerun)} changed: rerunning it")
+    else:
+        return
+    results["seconds_before"] = kept.get("seconds", 0.0)
+    log(f"resuming: {len(results['runs'])} runs kept in {results_path}")
 
 
 def keep(results: dict[str, Any], results_path: Path) -> None:

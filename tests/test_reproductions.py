@@ -82,3 +82,31 @@ def test_report_only_without_results_is_a_one_line_error(tmp_path):
         "no results to re-render; run without --report-only first"
     )
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_change_to_one_groups_settings_reruns_that_group_alone(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(EXPERIMENTS))
+    from reporting import Groups, keep, resume
+
+    def part(config, group):
+        return {"shared": config["shared"], "epochs": config["epochs"][group]}
+
+    groups = Groups("arch", part, steps=("extra",))
+    path = tmp_path / "results.json"
+    first = {"config": {"shared": 1, "epochs": {"a": 1, "b": 1}}, "device": "cpu", "runs": [], "note": "busy"}
+    first["runs"] = [{"arch": g, "seed": s} for g in "ab" for s in range(2)]
+    first["extra"] = {"a": 10, "b": 20}
+    keep(first, path)
+    # b's epochs change: a's runs and a's later step are kept, b's are not
+    changed = {"config": {"shared": 1, "epochs": {"a": 1, "b": 5}}, "device": "cpu", "runs": []}
+    resume(changed, path, groups)
+    assert [(r["arch"], r["seed"]) for r in changed["runs"]] == [("a", 0), ("a", 1)]
+    assert changed["extra"] == {"a": 10} and changed["rerun"] == ["b"] and changed["note"] == "busy"
+    assert changed["seconds_before"] == json.loads(path.read_text())["seconds"]  # the discarded time counts
+    # a shared setting changes: nothing is kept; nor without groups, nor on another device
+    for config, device, by in (({"shared": 2, "epochs": {"a": 1, "b": 1}}, "cpu", groups),
+                               ({"shared": 1, "epochs": {"a": 1, "b": 5}}, "cpu", None),
+                               ({"shared": 1, "epochs": {"a": 1, "b": 1}}, "cuda", groups)):  # fmt: skip
+        other = {"config": config, "device": device, "runs": []}
+        resume(other, path, by)
+        assert other["runs"] == [] and "extra" not in other and "seconds_before" not in other
