@@ -52,6 +52,7 @@ def resume(results: dict[str, Any], results_path: Path, groups: Groups | None = 
         # the runs, and whatever else the run had kept (steps after the runs), but not the versions just read
         results.update({k: v for k, v in kept.items() if k == "runs" or k not in results})
     elif groups is not None:
+
         def same(group: str) -> bool:
             return groups.part(config, group) == groups.part(kept["config"], group)
 

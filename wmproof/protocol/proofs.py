@@ -38,10 +38,11 @@ from .keys import (
     PROTOCOL,
     MarkingKey,
     VerificationKey,
+    _parse_verification_key,
     check_marking_key,
-    item_from_record,
+    check_opened_items,
     item_record,
-    parse_verification_key,
+    items_from_records,
     record_commitment,
 )
 from .verify import check_task_fits
@@ -191,7 +192,8 @@ def parse_proof(data: bytes, where: str = "proof") -> OwnershipProof:
         raise MalformedInput(f"{where}: unexpected or missing fields in the proof")
     if not isinstance(s["verification_key"], bytes):
         raise MalformedInput(f"{where}: malformed verification key")
-    vk = parse_verification_key(s["verification_key"], f"{where}: its verification key")
+    vk_where = f"{where}: its verification key"
+    vk = _parse_verification_key(s["verification_key"], vk_where)  # its items are checked below, with the batch
     if bytes(doc.signer) != bytes(vk.owner):
         raise MalformedInput(f"{where} is signed by someone other than the key's owner")
     refuse_unprovable(vk.scheme)
@@ -204,38 +206,44 @@ def parse_proof(data: bytes, where: str = "proof") -> OwnershipProof:
     expected = batches[s["batch"]]
     if not isinstance(s["openings"], list) or len(s["openings"]) != len(expected):
         raise MalformedInput(f"{where}: batch {s['batch']} has {len(expected)} items")
-    scheme = get_scheme(vk.scheme)
-    items = []
-    for position, (index, entry) in enumerate(zip(expected, s["openings"], strict=True)):
-        what = f"{where}: opening {position}"
+
+    def name(position: int) -> str:
+        return f"{where}: opening {position}"
+
+    records = []
+    for position, entry in enumerate(s["openings"]):
         if not (
             isinstance(entry, dict)
             and isinstance(entry.get("salt"), bytes)
             and len(entry["salt"]) == 32
             and isinstance(entry.get("path"), list)
         ):
-            raise MalformedInput(f"{what} is malformed")
-        record = {k: v for k, v in entry.items() if k not in ("salt", "path")}
-        item = item_from_record(record, what)
+            raise MalformedInput(f"{name(position)} is malformed")
+        records.append({k: v for k, v in entry.items() if k not in ("salt", "path")})
+    items = items_from_records(records, name)
+    for position, (index, entry, record, item) in enumerate(zip(expected, s["openings"], records, items, strict=True)):
         if item.index != index:
-            raise MalformedInput(f"{what} is item {item.index}, but batch {s['batch']} holds item {index} there")
-        if tuple(item.input.shape) != tuple(vk.input_shape) or not 0 <= item.label < vk.num_classes:
-            raise MalformedInput(f"{what} does not fit the key's task")
+            raise MalformedInput(
+                f"{name(position)} is item {item.index}, but batch {s['batch']} holds item {index} there"
+            )
+        if item.input.shape != vk.input_shape or not 0 <= item.label < vk.num_classes:
+            raise MalformedInput(f"{name(position)} does not fit the key's task")
         commitment = record_commitment(record, entry["salt"])
         if commitment != vk.sealed[index]:
-            raise MalformedInput(f"{what} (item {index}) does not open the key's commitment")
+            raise MalformedInput(f"{name(position)} (item {index}) does not open the key's commitment")
         try:
             verify_inclusion(commitment, index, vk.committed, entry["path"], vk.merkle_root)
         except CryptoError:
-            raise MalformedInput(f"{what} (item {index}): its Merkle path does not lead to the key's root") from None
-        items.append(item)
-    if scheme.seed_derived:
-        well_formed = scheme.check_items(items, vk.num_classes, vk.input_shape, vk.params)
-        for position, (item, ok) in enumerate(zip(items, well_formed, strict=True)):
-            if item.seed is None or not ok:
-                raise MalformedInput(
-                    f"{where}: opening {position} (item {item.index}) is not what the generator makes from its seed"
-                )
+            raise MalformedInput(
+                f"{name(position)} (item {index}): its Merkle path does not lead to the key's root"
+            ) from None
+    # the key's opened items and the batch's, regenerated in one pass; then the key's Merkle root
+    check_opened_items(
+        vk,
+        vk_where,
+        items,
+        lambda position, item: f"{name(position)} (item {item.index})",
+    )
     return OwnershipProof(
         verification_key=vk,
         batch=s["batch"],
