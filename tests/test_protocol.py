@@ -211,3 +211,46 @@ def test_model_of_another_task_is_a_usage_error(keypair, owner, trained):
 def test_too_few_items_for_alpha_is_refused(owner):
     with pytest.raises(UsageError, match="no outcome is significant"):
         keygen(owner, "adi-backdoor", items=5, num_classes=10, input_shape=(1, 28, 28))
+
+
+def test_items_read_together_are_the_items_read_one_by_one_and_errors_name_the_item():
+    """items_from_records reads the inputs of each dtype and shape in one numpy pass (a proof check reads
+    2,048): the items are those item_from_record makes from each record, and an error names the item at
+    fault, not its group's first."""
+    from wmproof.protocol.keys import item_from_record, item_record, items_from_records
+
+    rng = np.random.default_rng(0)
+    items = [
+        TriggerItem(index=0, input=rng.integers(0, 256, (1, 4, 4), dtype=np.uint8), label=1, seed=b"s" * 32),
+        TriggerItem(index=1, input=rng.random((3, 2, 2), dtype=np.float32), label=2,
+                    reference=rng.random((3, 2, 2), dtype=np.float32)),  # fmt: skip
+        TriggerItem(index=2, input=rng.integers(0, 256, (1, 4, 4), dtype=np.uint8), label=3),
+        TriggerItem(index=3, input=rng.integers(0, 1000, (1, 1, 5), dtype=np.int64), label=0),
+        TriggerItem(index=4, input=rng.random((3, 2, 2), dtype=np.float32), label=4),
+    ]
+    records = [item_record(item) for item in items]
+    together = items_from_records(records, lambda p: f"item {p}")
+    for read, alone, item in zip(together, [item_from_record(r, "x") for r in records], items, strict=True):
+        for other in (alone, item):
+            assert (read.index, read.label, read.seed) == (other.index, other.label, other.seed)
+            assert read.input.dtype == other.input.dtype and np.array_equal(read.input, other.input)
+            assert (read.reference is None) == (other.reference is None)
+            if read.reference is not None:
+                assert np.array_equal(read.reference, other.reference)
+    outside = np.full((3, 2, 2), 0.5, dtype="<f4")
+    outside[1, 1, 0] = 1.5
+    faults = [
+        (4, {"input": {**records[4]["input"], "data": outside.tobytes()}}, "item 4: float trigger input outside"),
+        (4, {"input": {**records[4]["input"], "data": np.full((3, 2, 2), np.nan, "<f4").tobytes()}},
+         "item 4: float trigger input outside"),  # fmt: skip
+        (3, {"input": {**records[3]["input"], "data": np.full((1, 1, 5), -1, "<i8").tobytes()}},
+         "item 3: token id outside"),  # fmt: skip
+        (2, {"input": {**records[2]["input"], "shape": [1, 4, 5]}}, "item 2: trigger item data does not match"),
+        (1, {"reference": records[0]["input"]}, "item 1: the reference input differs"),
+        (1, {"reference": {**records[1]["reference"], "data": outside.tobytes()}}, r"item 1 \(reference\): float"),
+    ]
+    for position, change, message in faults:
+        broken = [dict(r) for r in records]
+        broken[position].update(change)
+        with pytest.raises(MalformedInput, match=message):
+            items_from_records(broken, lambda p: f"item {p}")
