@@ -222,8 +222,12 @@ def test_items_read_together_are_the_items_read_one_by_one_and_errors_name_the_i
     rng = np.random.default_rng(0)
     items = [
         TriggerItem(index=0, input=rng.integers(0, 256, (1, 4, 4), dtype=np.uint8), label=1, seed=b"s" * 32),
-        TriggerItem(index=1, input=rng.random((3, 2, 2), dtype=np.float32), label=2,
-                    reference=rng.random((3, 2, 2), dtype=np.float32)),  # fmt: skip
+        TriggerItem(
+            index=1,
+            input=rng.random((3, 2, 2), dtype=np.float32),
+            label=2,
+            reference=rng.random((3, 2, 2), dtype=np.float32),
+        ),  # fmt: skip
         TriggerItem(index=2, input=rng.integers(0, 256, (1, 4, 4), dtype=np.uint8), label=3),
         TriggerItem(index=3, input=rng.integers(0, 1000, (1, 1, 5), dtype=np.int64), label=0),
         TriggerItem(index=4, input=rng.random((3, 2, 2), dtype=np.float32), label=4),
@@ -241,10 +245,16 @@ def test_items_read_together_are_the_items_read_one_by_one_and_errors_name_the_i
     outside[1, 1, 0] = 1.5
     faults = [
         (4, {"input": {**records[4]["input"], "data": outside.tobytes()}}, "item 4: float trigger input outside"),
-        (4, {"input": {**records[4]["input"], "data": np.full((3, 2, 2), np.nan, "<f4").tobytes()}},
-         "item 4: float trigger input outside"),  # fmt: skip
-        (3, {"input": {**records[3]["input"], "data": np.full((1, 1, 5), -1, "<i8").tobytes()}},
-         "item 3: token id outside"),  # fmt: skip
+        (
+            4,
+            {"input": {**records[4]["input"], "data": np.full((3, 2, 2), np.nan, "<f4").tobytes()}},
+            "item 4: float trigger input outside",
+        ),  # fmt: skip
+        (
+            3,
+            {"input": {**records[3]["input"], "data": np.full((1, 1, 5), -1, "<i8").tobytes()}},
+            "item 3: token id outside",
+        ),  # fmt: skip
         (2, {"input": {**records[2]["input"], "shape": [1, 4, 5]}}, "item 2: trigger item data does not match"),
         (1, {"reference": records[0]["input"]}, "item 1: the reference input differs"),
         (1, {"reference": {**records[1]["reference"], "data": outside.tobytes()}}, r"item 1 \(reference\): float"),
