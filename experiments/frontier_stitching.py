@@ -249,6 +249,23 @@ def run(config: Config, out: Path) -> dict[str, Any]:
             progress=False,
         )
 
+    def seed_zero_marked(arch: str, base: LoadedModel) -> tuple[Any, Any, dict[str, Any]]:
+        """Seed 0's owner ``base`` (trained again when the runs were kept) marked with a new key at the run's ε:
+        the key, the marked model, and the accuracies that show the owner is the run's."""
+        first = next(r for r in results["runs"] if r["arch"] == arch and r["seed"] == 0)
+        mk, _ = make_key(base, 100, first["epsilon"])
+        marked_module = mark_pretrained(mk, base, arch, 0).model
+        return (
+            mk,
+            marked_module,
+            {
+                "owner_accuracy": accuracy(base.module, test_tensors),
+                "run_owner_accuracy": first["accuracy"],
+                "marked_accuracy": accuracy(marked_module, test_tensors),
+                "epsilon": first["epsilon"],
+            },
+        )
+
     def attacked(name: str, mk: Any, marked: Any, seed: int, **options: Any) -> dict[str, Any]:
         """An attack on a copy of the marked model: key elements removed, extraction, accuracy after."""
         model = copy.deepcopy(marked)
@@ -360,15 +377,9 @@ def run(config: Config, out: Path) -> dict[str, Any]:
         # --- Table 1 again on seed 0, pruning as the paper words it (4.3: the model's smallest weights, not
         # each layer's), beside the per-layer pruning, with a new key at the run's ε
         if not global_done:
-            first = next(r for r in results["runs"] if r["arch"] == arch and r["seed"] == 0)
-            base = owners[0]
-            mk, _ = make_key(base, 100, first["epsilon"])
-            marked_module = mark_pretrained(mk, base, arch, 0).model
+            mk, marked_module, accuracies = seed_zero_marked(arch, owners[0])
             results["pruning_global"][arch] = {
-                "owner_accuracy": accuracy(base.module, test_tensors),
-                "run_owner_accuracy": first["accuracy"],
-                "marked_accuracy": accuracy(marked_module, test_tensors),
-                "epsilon": first["epsilon"],
+                **accuracies,
                 **{
                     scope: {
                         str(rate): attacked("prune", mk, marked_module, 0, rate=rate, scope=scope)
@@ -382,16 +393,10 @@ def run(config: Config, out: Path) -> dict[str, Any]:
         # --- Table 3 again on seed 0 at the paper's learning rate (4.3: the attacker fine-tunes at a tenth of
         # training's), beside the attack's default, with a new key at the run's ε
         if not lr_done:
-            first = next(r for r in results["runs"] if r["arch"] == arch and r["seed"] == 0)
-            base = owners[0]
-            mk, _ = make_key(base, 100, first["epsilon"])
-            marked_module = mark_pretrained(mk, base, arch, 0).model
+            mk, marked_module, accuracies = seed_zero_marked(arch, owners[0])
             default_lr = float(get_attack("overwrite").parameters["lr"].default)
             results["overwriting_lr"][arch] = {
-                "owner_accuracy": accuracy(base.module, test_tensors),
-                "run_owner_accuracy": first["accuracy"],
-                "marked_accuracy": accuracy(marked_module, test_tensors),
-                "epsilon": first["epsilon"],
+                **accuracies,
                 "epochs": OVERWRITING_PAPER_EPOCHS,
                 "lr": {
                     str(lr): attacked("overwrite", mk, marked_module, 0, images=len(attacker_x), lr=lr, epochs=epochs)
