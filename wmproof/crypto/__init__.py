@@ -8,7 +8,7 @@ submodules are the place to read the exact byte layouts, which ``docs/protocol.m
 """
 
 from .atomic import write_atomic
-from .commitments import SALT_SIZE, commit, open_commitment
+from .commitments import SALT_SIZE, commit, open_commitment, opened_commitments
 from .container import MAGIC, Container, pack_container, parse_container
 from .encoding import canonical_decode, canonical_encode, reencode
 from .errors import (
@@ -25,7 +25,7 @@ from .errors import (
     PassphraseRequired,
     UnsafeDestination,
 )
-from .hashing import XofReader, tagged_hash, tagged_xof, tagged_xof_prefixes
+from .hashing import XofReader, tagged_hash, tagged_hash_pairs, tagged_xof, tagged_xof_prefixes
 from .merkle import MerkleTree, leaf_hash, node_hash, verify_inclusion
 from .sealed import (
     DEFAULT_KDF,
@@ -76,12 +76,14 @@ __all__ = [
     "leaf_hash",
     "node_hash",
     "open_commitment",
+    "opened_commitments",
     "open_signed_container",
     "pack_container",
     "parse_container",
     "seal",
     "sign_container",
     "tagged_hash",
+    "tagged_hash_pairs",
     "tagged_xof",
     "tagged_xof_prefixes",
     "unseal",

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hmac
 import os
+from collections.abc import Sequence
 
 from .errors import CommitmentMismatch
-from .hashing import tagged_hash
+from .hashing import tagged_hash, tagged_hash_pairs
 
 SALT_SIZE = 32
 
@@ -36,3 +37,11 @@ def open_commitment(tag: bytes, commitment: bytes, message: bytes, salt: bytes) 
         raise CommitmentMismatch("the opening's salt is not 32 bytes")
     if not hmac.compare_digest(tagged_hash(tag, message, salt), commitment):
         raise CommitmentMismatch("the opening does not match the commitment")
+
+
+def opened_commitments(tag: bytes, messages: Sequence[bytes], salts: Sequence[bytes]) -> list[bytes]:
+    """The commitments that the openings ``(messages[i], salts[i])`` open under ``tag``, to compare with
+    the committed ones (a proof check opens 2,048 item commitments at once)."""
+    if not all(isinstance(salt, bytes) and len(salt) == SALT_SIZE for salt in salts):
+        raise CommitmentMismatch("an opening's salt is not 32 bytes")
+    return tagged_hash_pairs(tag, messages, salts)

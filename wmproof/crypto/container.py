@@ -57,6 +57,13 @@ def is_container(data: bytes) -> bool:
 
 def parse_container(data: bytes) -> Container:
     """Split a file into header and body; raises :class:`MalformedContainer` on any framing error."""
+    header, end = read_header(data)
+    return Container(header=header, prefix=data[:end], body=data[end:])
+
+
+def read_header(data: bytes) -> tuple[dict[str, Any], int]:
+    """A container's header and where its body starts (the prefix's length), for a reader that takes the
+    body without a copy of it; raises :class:`MalformedContainer` on any framing error."""
     if not is_container(data):
         raise MalformedContainer("not a wmproof file (bad magic number)")
     offset = len(MAGIC)
@@ -75,4 +82,4 @@ def parse_container(data: bytes) -> Container:
         raise MalformedContainer("header is not a map")
     if not isinstance(header.get("kind"), str) or type(header.get("version")) is not int:
         raise MalformedContainer("header lacks its kind or version")
-    return Container(header=header, prefix=data[: offset + hlen], body=data[offset + hlen :])
+    return header, offset + hlen

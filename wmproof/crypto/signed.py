@@ -13,11 +13,12 @@ the statement but not the signature bytes, which are not an identifier (checklis
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any
 
 from . import tags
-from .container import Container, container_prefix, parse_container
+from .container import Container, container_prefix, read_header
 from .encoding import canonical_decode, canonical_encode
 from .errors import MalformedContainer, MalformedEncoding
 from .hashing import length_prefixed, tagged_hash
@@ -25,12 +26,14 @@ from .signatures import SIGNATURE_SIZE, SigningKey, VerifyKey
 
 
 def _signed_message(prefix: bytes, statement: bytes) -> bytes:
-    return (
-        bytes([len(tags.SIGNED_CONTAINER)])
-        + tags.SIGNED_CONTAINER
-        + length_prefixed(prefix)
-        + length_prefixed(statement)
-    )
+    return b"".join(_signed_message_parts(prefix, statement))
+
+
+def _signed_message_parts(prefix: bytes, statement: bytes | memoryview) -> list[bytes | memoryview]:
+    """The signed message as the two parts whose concatenation it is: the framing, and the statement as
+    given (a proof's statement is 2 MB, read in place)."""
+    framing = bytes([len(tags.SIGNED_CONTAINER)]) + tags.SIGNED_CONTAINER + length_prefixed(prefix)
+    return [framing + struct.pack(">Q", len(statement)), statement]
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class SignedContainer:
     version: int
     signer: VerifyKey
     statement: dict[str, Any]
-    statement_bytes: bytes
+    statement_bytes: memoryview  # a read-only view of the statement's bytes in the container
     digest: bytes
 
 
@@ -52,20 +55,26 @@ def sign_container(kind: str, version: int, statement: dict[str, Any], signing_k
 
 
 def open_signed_container(data: bytes | Container) -> SignedContainer:
-    """Parse and verify a signed container. Raises a :class:`CryptoError` subclass on any failure."""
-    container = data if isinstance(data, Container) else parse_container(data)
-    header = container.header
+    """Parse and verify a signed container. Raises a :class:`CryptoError` subclass on any failure.
+
+    The statement is read where it lies in ``data``, not copied: checking a proof of 1,024 items reads a
+    2.3 MB statement, and each copy of it was 575 fresh pages of memory."""
+    if isinstance(data, Container):
+        header, prefix, body = data.header, data.prefix, memoryview(data.body)
+    else:
+        data = bytes(data)  # a bytearray could change under the reader; bytes are not copied
+        header, end = read_header(data)
+        prefix, body = data[:end], memoryview(data)[end:]
     if set(header) != {"kind", "version", "signer"}:
         raise MalformedContainer("unexpected fields in a signed container's header")
     signer_raw = header["signer"]
     if not isinstance(signer_raw, bytes):
         raise MalformedContainer("signer is not bytes")
     signer = VerifyKey(signer_raw)
-    if len(container.body) < SIGNATURE_SIZE + 1:
+    if len(body) < SIGNATURE_SIZE + 1:
         raise MalformedContainer("signed container too short")
-    statement_bytes = container.body[:-SIGNATURE_SIZE]
-    signature = container.body[-SIGNATURE_SIZE:]
-    signer.verify(_signed_message(container.prefix, statement_bytes), signature)
+    statement_bytes = body[:-SIGNATURE_SIZE]
+    signer.verify(_signed_message_parts(prefix, statement_bytes), bytes(body[-SIGNATURE_SIZE:]))
     try:
         statement = canonical_decode(statement_bytes)
     except MalformedEncoding as exc:
@@ -73,10 +82,10 @@ def open_signed_container(data: bytes | Container) -> SignedContainer:
     if not isinstance(statement, dict):
         raise MalformedContainer("statement is not a map")
     return SignedContainer(
-        kind=container.kind,
-        version=container.version,
+        kind=header["kind"],
+        version=header["version"],
         signer=signer,
         statement=statement,
         statement_bytes=statement_bytes,
-        digest=tagged_hash(tags.CONTAINER_DIGEST, container.prefix, statement_bytes),
+        digest=tagged_hash(tags.CONTAINER_DIGEST, prefix, statement_bytes),
     )

@@ -43,7 +43,7 @@ from .keys import (
     check_opened_items,
     item_record,
     items_from_records,
-    record_commitment,
+    record_commitments,
 )
 from .verify import check_task_fits
 
@@ -210,29 +210,29 @@ def parse_proof(data: bytes, where: str = "proof") -> OwnershipProof:
     def name(position: int) -> str:
         return f"{where}: opening {position}"
 
-    records = []
-    for position, entry in enumerate(s["openings"]):
-        if not (
-            isinstance(entry, dict)
-            and isinstance(entry.get("salt"), bytes)
-            and len(entry["salt"]) == 32
-            and isinstance(entry.get("path"), list)
-        ):
+    # Each opening becomes its item's record once its salt and path are taken out (the statement was decoded
+    # above for this call alone, so it is changed in place).
+    records, salts, paths = s["openings"], [], []
+    for position, entry in enumerate(records):
+        salt, path = (entry.pop("salt", None), entry.pop("path", None)) if type(entry) is dict else (None, None)
+        if not (type(salt) is bytes and len(salt) == 32 and type(path) is list):
             raise MalformedInput(f"{name(position)} is malformed")
-        records.append({k: v for k, v in entry.items() if k not in ("salt", "path")})
+        salts.append(salt)
+        paths.append(path)
     items = items_from_records(records, name)
-    for position, (index, entry, record, item) in enumerate(zip(expected, s["openings"], records, items, strict=True)):
+    commitments = record_commitments(records, salts)
+    sealed, committed, root = vk.sealed, vk.committed, vk.merkle_root
+    for position, (index, item, commitment, path) in enumerate(zip(expected, items, commitments, paths, strict=True)):
         if item.index != index:
             raise MalformedInput(
                 f"{name(position)} is item {item.index}, but batch {s['batch']} holds item {index} there"
             )
         if item.input.shape != vk.input_shape or not 0 <= item.label < vk.num_classes:
             raise MalformedInput(f"{name(position)} does not fit the key's task")
-        commitment = record_commitment(record, entry["salt"])
-        if commitment != vk.sealed[index]:
+        if commitment != sealed[index]:
             raise MalformedInput(f"{name(position)} (item {index}) does not open the key's commitment")
         try:
-            verify_inclusion(commitment, index, vk.committed, entry["path"], vk.merkle_root)
+            verify_inclusion(commitment, index, committed, path, root)
         except CryptoError:
             raise MalformedInput(
                 f"{name(position)} (item {index}): its Merkle path does not lead to the key's root"
