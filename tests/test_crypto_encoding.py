@@ -162,3 +162,55 @@ def test_nothing_deeper_than_32_is_accepted_whatever_its_type(leaf):
         canonical_decode(b"\x91" * 33 + data)
     with pytest.raises(MalformedEncoding):
         canonical_decode(b"\x81\xa1a" * 33 + data)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": [1.5]},
+        {"a": [[1, [0.0]]]},
+        [[1.5]],
+        [1, [2, [msgpack.Timestamp(1)]]],
+        {"a": [{"b": 1.5}]},
+        {"a": 1, "b": [msgpack.Timestamp(0)]},
+        {"a": [msgpack.ExtType(5, b"x")]},
+    ],
+)
+def test_what_an_array_holds_is_checked_by_the_map_that_holds_it_or_at_the_top(value):
+    """Issue 18: arrays have no hook of their own (the map holding one checks it, as the decoder does for an
+    array at the top), so a float, timestamp or ext value inside arrays, at any depth, is still refused."""
+    with pytest.raises(MalformedEncoding):
+        canonical_decode(msgpack.packb(value, use_bin_type=True))
+
+
+@pytest.mark.parametrize("leaf", [[], {}, [1], {"x": 1}, 7])
+@pytest.mark.parametrize("sibling", [None, 5, [], {}])
+@pytest.mark.parametrize("maps", ["every other level", "all", "none"])
+def test_depth_through_maps_and_arrays_beside_scalars_and_empty_containers(leaf, sibling, maps):
+    """32 levels of maps and arrays are accepted and 33 refused, whatever lies at the bottom and beside it:
+    an empty container is height 0, a scalar too, and neither may count for more (issue 18: the hook checks
+    arrays inside the map that holds them, and looks maps' heights up by id)."""
+
+    def nest(levels):
+        value = leaf
+        for level in range(levels):
+            is_map = maps == "all" or (maps == "every other level" and level % 2)
+            if sibling is None:
+                value = {"a": value} if is_map else [value]
+            else:
+                value = {"a": value, "b": sibling} if is_map else [value, sibling]
+        return value
+
+    def depth(value):
+        if isinstance(value, (list, dict)) and value:
+            return 1 + max(depth(v) for v in (value.values() if isinstance(value, dict) else value))
+        return 0
+
+    for levels in range(28, 36):
+        value = nest(levels)
+        data = canonical_encode(value) if depth(value) <= 32 else msgpack.packb(value, use_bin_type=True)
+        if depth(value) <= 32:
+            assert canonical_decode(data) == value
+        else:
+            with pytest.raises(MalformedEncoding):
+                canonical_decode(data)
