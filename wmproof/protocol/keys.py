@@ -150,7 +150,8 @@ def _tensors_from_records(tensors: Sequence[Any], where: Callable[[int], str]) -
     return arrays
 
 
-ITEM_FIELDS = {"index", "input", "label", "seed", "reference"}
+ITEM_FIELDS = frozenset({"index", "input", "label", "seed", "reference"})
+_REQUIRED_FIELDS = frozenset({"index", "input", "label"})
 
 
 def item_from_record(record: Any, where: str) -> TriggerItem:
@@ -162,7 +163,7 @@ def items_from_records(records: Sequence[Any], where: Callable[[int], str]) -> l
     """:func:`item_from_record` for many records (``where(position)`` names one in an error), their inputs
     read together (:func:`_tensors_from_records`)."""
     for position, record in enumerate(records):
-        if not isinstance(record, dict) or not {"index", "input", "label"} <= record.keys() <= ITEM_FIELDS:
+        if type(record) is not dict or not _REQUIRED_FIELDS <= record.keys() <= ITEM_FIELDS:
             raise MalformedInput(f"{where(position)}: malformed trigger item")
         index, label, seed = record["index"], record["label"], record.get("seed")
         if type(index) is not int or type(label) is not int or index < 0 or label < 0:
@@ -442,10 +443,12 @@ def check_opened_items(
     the time of 2,048 on our CPU)."""
     scheme = get_scheme(vk.scheme)
     items = [*vk.opened, *more]
-    well_formed = scheme.check_items(items, vk.num_classes, vk.input_shape, vk.params)
-    for position, (item, ok) in enumerate(zip(items, well_formed, strict=True)):
-        if ok:
-            continue
+    well_formed = list(scheme.check_items(items, vk.num_classes, vk.input_shape, vk.params))
+    if len(well_formed) != len(items):
+        raise ValueError(f"scheme {vk.scheme} checked {len(well_formed)} items of {len(items)}")
+    if not all(well_formed):
+        position = well_formed.index(False)
+        item = items[position]
         if position < len(vk.opened):
             raise MalformedInput(
                 f"{where}: opened item {position} (index {item.index}) is not {_well_formed(scheme)}: a crafted item"
