@@ -145,3 +145,25 @@ def test_tagged_xof_prefixes_reads_the_streams_tagged_xof_reads():
     rest = (b"shape", b"")
     got = tagged_xof_prefixes(b"wmproof/test", firsts, *rest, size=300)
     assert got == [tagged_xof(b"wmproof/test", first, *rest).read(300) for first in firsts]
+
+
+def test_the_bulk_commitment_path_computes_what_commit_does_and_refuses_bad_salts():
+    """Issue 18: a proof check opens its 2,048 item commitments through ``opened_commitments`` (one kept hash
+    state for all); each must be the commitment ``commit`` makes from the same message and salt, and a salt
+    of the wrong type or length is refused, as ``open_commitment`` refuses it."""
+    from wmproof.crypto import opened_commitments, tagged_hash_pairs
+
+    messages = [bytes([i]) * (i * 7 % 300) for i in range(40)]
+    salts = [hashlib.sha256(b"salt %d" % i).digest() for i in range(40)]
+    expected = [commit(b"wmproof/test", m, salt=s)[0] for m, s in zip(messages, salts, strict=True)]
+    assert opened_commitments(b"wmproof/test", messages, salts) == expected
+    assert tagged_hash_pairs(b"wmproof/other", messages, salts) == [
+        tagged_hash(b"wmproof/other", m, s) for m, s in zip(messages, salts, strict=True)
+    ]
+    for bad in (salts[0][:31], salts[0] + b"\x00", bytearray(salts[0]), None):
+        with pytest.raises(CommitmentMismatch):
+            opened_commitments(b"wmproof/test", messages[:2], [salts[1], bad])
+    with pytest.raises(ValueError):
+        tagged_hash_pairs(b"wmproof/test", messages, salts[:-1])
+    with pytest.raises(TypeError):
+        tagged_hash_pairs(b"wmproof/test", ["text"], [salts[0]])

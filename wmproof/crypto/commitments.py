@@ -42,6 +42,6 @@ def open_commitment(tag: bytes, commitment: bytes, message: bytes, salt: bytes) 
 def opened_commitments(tag: bytes, messages: Sequence[bytes], salts: Sequence[bytes]) -> list[bytes]:
     """The commitments that the openings ``(messages[i], salts[i])`` open under ``tag``, to compare with
     the committed ones (a proof check opens 2,048 item commitments at once)."""
-    if not all(isinstance(salt, bytes) and len(salt) == SALT_SIZE for salt in salts):
+    if salts and (set(map(type, salts)) != {bytes} or set(map(len, salts)) != {SALT_SIZE}):
         raise CommitmentMismatch("an opening's salt is not 32 bytes")
     return tagged_hash_pairs(tag, messages, salts)

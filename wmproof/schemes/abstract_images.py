@@ -102,7 +102,7 @@ def generate_abstract_images(
     n = len(seeds)
     if n == 0:
         return np.zeros((0, c, h, w), dtype=np.uint8), np.zeros(0, dtype=np.int64)
-    if any(not isinstance(s, bytes) or len(s) != 32 for s in seeds):
+    if set(map(type, seeds)) != {bytes} or set(map(len, seeds)) != {32}:
         raise ValueError("a trigger seed is 32 bytes")
     if num_classes < 2 or min(c, h, w) < 1:
         raise ValueError("need at least 2 classes and a non-empty shape")
