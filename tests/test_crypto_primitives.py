@@ -167,3 +167,16 @@ def test_the_bulk_commitment_path_computes_what_commit_does_and_refuses_bad_salt
         tagged_hash_pairs(b"wmproof/test", messages, salts[:-1])
     with pytest.raises(TypeError):
         tagged_hash_pairs(b"wmproof/test", ["text"], [salts[0]])
+
+
+@pytest.mark.parametrize(
+    "bounds",
+    [range(2048, 1024, -1), [129] * 500, [2, 3, 200, 255] * 40, [40000, 65536, 65535] * 100, [257], [1, 5, 1000], []],
+)
+def test_uniform_below_each_draws_what_uniform_below_draws(bounds):
+    """Issue 18: the challenge's 1,024 draws are read ahead together; the draws, and where the stream is
+    left, are those of one call at a time (with many rejections, [129] * 500, the bytes read ahead run out
+    and the rest is drawn one at a time)."""
+    one, bulk = tagged_xof(b"wmproof/test", b"seed"), tagged_xof(b"wmproof/test", b"seed")
+    assert bulk.uniform_below_each(bounds) == [one.uniform_below(bound) for bound in bounds]
+    assert bulk.read(40) == one.read(40)

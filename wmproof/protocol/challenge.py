@@ -67,8 +67,8 @@ def opened_indices(transcript: Transcript, committed: int, opened: int) -> list[
     """The ``opened`` indices of ``[0, committed)`` the challenge selects, ascending."""
     stream = transcript.challenge_stream(b"opened-items")
     order = list(range(committed))
-    for i in range(opened):
-        j = i + stream.uniform_below(committed - i)
+    for i, draw in enumerate(stream.uniform_below_each(range(committed, committed - opened, -1))):
+        j = i + draw
         order[i], order[j] = order[j], order[i]
     return sorted(order[:opened])
 

@@ -140,7 +140,7 @@ def generate_abstract_images(
         within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts - starts[combo], counts)
         at = offsets[within] + np.repeat((painted * (c * h) + top[painted]) * w + left[painted], counts)
         for k in range(c):
-            flat[at + k * h * w] = np.repeat(colour[painted, k], counts)
+            flat[at + k * h * w if k else at] = np.repeat(colour[painted, k], counts)
     short = draw.exhausted
     for i in np.flatnonzero(short):  # streams that ran out: the one-at-a-time generator, which extends them
         images[i], labels[i] = generate_abstract_image(seeds[i], num_classes, shape)
