@@ -11,8 +11,8 @@ in any order). Everything wmproof hashes or signs is encoded under this profile 
 
 :func:`canonical_decode` rejects every deviation from the above with :class:`MalformedEncoding`: msgpack's
 own unpacker (pinned; a C extension) reads the bytes, a hook refuses what the profile forbids as each map
-is built (in it and in the arrays it holds), and the value must pack back to the same bytes. Callers hash and sign the bytes they
-received, never a re-serialised object.
+is built (in it and in the arrays it holds), and the value must pack back to the same bytes. Callers hash
+and sign the bytes they received, never a re-serialised object.
 """
 
 from __future__ import annotations

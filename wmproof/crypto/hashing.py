@@ -66,7 +66,7 @@ def tagged_hash_pairs(tag: bytes, firsts: Sequence[bytes], seconds: Sequence[byt
     tagged_hash(tag)  # the tag checked, its state kept
     copy = _STATES[tag].copy if tag in _STATES else hashlib.sha256(_tag_prefix(tag)).copy
     out = []
-    for first, second in zip(firsts, seconds):
+    for first, second in zip(firsts, seconds, strict=True):
         h = copy()
         h.update(_U64(len(first)))
         h.update(first)

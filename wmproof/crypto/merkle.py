@@ -40,7 +40,8 @@ class MerkleTree:
         level = [sha256(b"\x00" + leaf).digest() for leaf in leaves]
         self._levels: list[list[bytes]] = [level]
         while len(level) > 1:
-            nxt = [sha256(b"\x01" + left + right).digest() for left, right in zip(level[::2], level[1::2])]
+            pairs = zip(level[::2], level[1::2], strict=False)  # an unpaired last node is promoted below
+            nxt = [sha256(b"\x01" + left + right).digest() for left, right in pairs]
             if len(level) % 2:
                 nxt.append(level[-1])
             self._levels.append(nxt)

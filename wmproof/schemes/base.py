@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 _INPUT_DTYPES = frozenset(np.dtype(kind) for kind in (np.uint8, np.float32, np.int64))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TriggerItem:
     """One watermark query: an input and the label the marked model must give it.
 
