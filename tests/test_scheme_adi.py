@@ -162,6 +162,24 @@ def test_the_batch_generator_makes_the_same_bytes(shape, k):
         assert np.array_equal(image, one) and label == one_label
 
 
+@pytest.mark.parametrize("stream", [24, 40, 64, 90, 120])
+def test_items_whose_streams_run_out_are_made_one_at_a_time_with_the_same_bytes(monkeypatch, stream):
+    """Issue 18: the batch generator computes ``_BATCH_STREAM`` bytes of each stream up front (about 84 are
+    used for MNIST shapes, at most 124 in 2,000 seeds); an item whose draws run past them is regenerated one at
+    a time. With fewer bytes up front, many items run out, at every point of their draws: their bytes, and the
+    others', are still those of the one-at-a-time generator."""
+    from wmproof.schemes import abstract_images
+    from wmproof.schemes.abstract_images import generate_abstract_images
+
+    monkeypatch.setattr(abstract_images, "_BATCH_STREAM", stream)
+    seeds = [hashlib.sha256(b"short %d" % i).digest() for i in range(120)]
+    for shape, k in [((1, 28, 28), 10), ((3, 9, 4), 300)]:
+        images, labels = generate_abstract_images(seeds, k, shape)
+        for seed, image, label in zip(seeds, images, labels, strict=True):
+            one, one_label = generate_abstract_image(seed, k, shape)
+            assert np.array_equal(image, one) and label == one_label
+
+
 def test_a_crafted_item_among_many_is_found_in_bulk(keypair):
     mk, vk = keypair
     items = list(mk.items)

@@ -181,10 +181,10 @@ def items_from_records(records: Sequence[Any], where: Callable[[int], str]) -> l
             if reference.shape != inputs[position].shape or reference.dtype != inputs[position].dtype:
                 raise MalformedInput(f"{where(position)}: the reference input differs from the input in shape or dtype")
             references[position] = reference
+    # TriggerItem(index, input, label, seed, reference), by position: a proof check makes 2,048 of them,
+    # and keywords cost a quarter more
     return [
-        TriggerItem(
-            index=record["index"], input=array, label=record["label"], seed=record.get("seed"), reference=reference
-        )  # fmt: skip
+        TriggerItem(record["index"], array, record["label"], record.get("seed"), reference)
         for record, array, reference in zip(records, inputs, references, strict=True)
     ]
 

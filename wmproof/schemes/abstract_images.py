@@ -110,30 +110,26 @@ def generate_abstract_images(
         images, labels = zip(*(generate_abstract_image(s, num_classes, shape) for s in seeds), strict=True)
         return np.stack(images), np.array(labels, dtype=np.int64)
     suffix = struct.pack(">IIII", c, h, w, num_classes)
-    streams = np.frombuffer(
-        b"".join(tagged_xof_prefixes(TRIGGER_ABSTRACT_IMAGE, seeds, suffix, size=_BATCH_STREAM)), dtype=np.uint8
-    ).reshape(n, _BATCH_STREAM)
-    draw = _Draws(streams)
+    streams = b"".join(tagged_xof_prefixes(TRIGGER_ABSTRACT_IMAGE, seeds, suffix, size=_BATCH_STREAM))
+    draw = _Draws(streams, n, _BATCH_STREAM, reach=8 * (c + 8))
     labels = draw.below(num_classes)
     background = np.stack([draw.byte() for _ in range(c)], axis=1)  # (N, C)
     count = 8 + draw.below(8)
+    draw.settle(None)
     half_h, half_w = (h + 1) // 2, (w + 1) // 2
     images = np.empty((n, c, h, w), dtype=np.uint8)
     images[:] = background[:, :, None, None]
     offsets, starts, sizes = _shape_pixels(half_h, half_w, w)
     flat = images.reshape(-1)
     for step in range(15):
-        active = count > step
-        draw.live = active
         kind = draw.below(4)
         hh = 1 + draw.below(half_h)
         ww = 1 + draw.below(half_w)
         top = draw.below(h - hh + 1)
         left = draw.below(w - ww + 1)
-        colour = np.stack(
-            [(background[:, k].astype(np.int64) + 64 + draw.below(129)) % 256 for k in range(c)], axis=1
-        ).astype(np.uint8)
-        painted = np.flatnonzero(active)
+        colour = np.stack([(background[:, k] + 64 + draw.below(129)) % 256 for k in range(c)], axis=1)
+        painted = np.flatnonzero(count > step)  # the items that draw a shape this step: their draws matter
+        draw.settle(painted)
         combo = (kind[painted] * (half_h + 1) + hh[painted]) * (half_w + 1) + ww[painted]
         counts = sizes[combo]
         # pixel j of a shape: offsets[starts[combo] + j] from the shape's top left corner, its origin
@@ -141,10 +137,9 @@ def generate_abstract_images(
         at = offsets[within] + np.repeat((painted * (c * h) + top[painted]) * w + left[painted], counts)
         for k in range(c):
             flat[at + k * h * w if k else at] = np.repeat(colour[painted, k], counts)
-    short = draw.exhausted
-    for i in np.flatnonzero(short):  # streams that ran out: the one-at-a-time generator, which extends them
+    for i in np.flatnonzero(draw.exhausted):  # streams that ran out: the one-at-a-time generator extends them
         images[i], labels[i] = generate_abstract_image(seeds[i], num_classes, shape)
-    return images, labels.astype(np.int64)
+    return images, labels
 
 
 @functools.lru_cache(maxsize=16)
@@ -179,83 +174,81 @@ def _shape_masks(half_h: int, half_w: int) -> np.ndarray:
 class _Draws:
     """below() over many streams in lockstep (bounds up to 65,536: one or two bytes per draw).
 
-    Every stream draws at every step, each advancing only by what it read; ``live`` marks the streams whose
-    draws still matter (an item's draws after its last shape are never used, and never become used again:
-    the caller keeps ``live`` shrinking). A live stream that runs out is marked ``exhausted``; its draws no
-    longer matter either, since the caller regenerates it one at a time.
+    Every stream draws at every step, each advancing only by what it read; only the draws of the streams
+    the caller names at :meth:`settle` matter (an item's draws after its last shape are never used). A
+    stream that has read past its end by then is marked ``exhausted``: its draws no longer matter either,
+    since the caller regenerates it one at a time. Between two settles a stream reads at most ``reach``
+    bytes past its end (past the last stream's end, zeros are read), so no read needs bounds of its own.
 
     Most draws are of one byte. A bound that divides 256 never rejects (one read); one that rejects often
     (the colours' 129 rejects 127 bytes in 256: the slowest of 1,024 streams needs some 11 tries) looks at
     several bytes of every stream at once; other bounds retry the few streams that rejected."""
 
-    def __init__(self, streams: np.ndarray) -> None:
-        n, self.size = streams.shape
-        self.flat = streams.reshape(-1)
-        self.base = np.arange(n, dtype=np.int64) * self.size
-        self.pos = np.zeros(n, dtype=np.int64)
-        self.live = np.ones(n, dtype=bool)
+    def __init__(self, streams: bytes, n: int, size: int, reach: int) -> None:
+        self.flat = np.frombuffer(streams + bytes(reach + 8), dtype=np.uint8)
+        self.at = np.arange(n, dtype=np.int64) * size  # each stream's next byte, in flat
+        self.end = self.at + size
         self.exhausted = np.zeros(n, dtype=bool)
 
-    def _read(self, nbytes: np.ndarray | int, who: np.ndarray | None = None) -> np.ndarray:
-        """The next ``nbytes`` (0, 1 or 2, per stream) of the streams ``who`` (all by default), big-endian."""
-        at = self.pos if who is None else self.pos[who]
-        base = self.base if who is None else self.base[who]
-        last = self.size - 1
-        value = self.flat[base + np.minimum(at, last)].astype(np.int64)
-        if not isinstance(nbytes, int) or nbytes != 1:
-            second = self.flat[base + np.minimum(at + 1, last)]
-            value = np.where(nbytes == 2, (value << 8) | second, np.where(nbytes == 1, value, 0))
-        end = at + nbytes
-        over = end > self.size
-        if over.any():  # what they read here does not matter: they are regenerated one at a time
-            self.exhausted |= self._spread(over, who) & self.live
-        if who is None:
-            self.pos = end
-        else:
-            self.pos[who] = end
-        return value
-
-    def _spread(self, mask: np.ndarray, who: np.ndarray | None) -> np.ndarray:
-        if who is None:
-            return mask
-        full = np.zeros(len(self.pos), dtype=bool)
-        full[who[mask]] = True
-        return full
+    def settle(self, live: np.ndarray | None) -> None:
+        """Mark the ``live`` streams (indices; None: all) that have read past their end as exhausted, and
+        hold every stream at its end at most, so that the next reads stay within ``reach``."""
+        over = self.at > self.end
+        if over.any():
+            self.exhausted[over if live is None else live[over[live]]] = True
+            np.minimum(self.at, self.end, out=self.at)
 
     def byte(self) -> np.ndarray:
-        return self._read(1)
+        value = self.flat[self.at]
+        self.at += 1
+        return value.astype(np.int64)
 
     def below(self, bound: int | np.ndarray) -> np.ndarray:
         """Per stream, below(bound[i]) as section 2.3 of docs/protocol.md defines it."""
-        n = len(self.pos)
         if isinstance(bound, int):
             if bound == 1:
-                return np.zeros(n, dtype=np.int64)
+                return np.zeros(len(self.at), dtype=np.int64)
             if bound <= 256:
                 limit = 256 - 256 % bound
                 if limit == 256:
-                    return self._read(1) % bound
+                    return self.byte() % bound
                 if limit <= 192:
                     return self._below_from_window(bound, limit)
-                return self._rejecting(bound, limit, 1)
-            bound = np.full(n, bound, dtype=np.int64)
-        bound = np.asarray(bound, dtype=np.int64)
+                value = self.byte()
+                return self._retry(value, np.flatnonzero(value >= limit), bound, limit, 1)
+            bound = np.full(len(self.at), bound, dtype=np.int64)
         if bound.min() > 1 and bound.max() <= 256:
-            return self._rejecting(bound, 256 - 256 % bound, 1)
+            limit = 256 - 256 % bound
+            value = self.byte()
+            return self._retry(value, np.flatnonzero(value >= limit), bound, limit, 1)
         nbytes = np.where(bound > 256, 2, np.where(bound > 1, 1, 0))  # below(1) reads nothing
         space = np.left_shift(1, 8 * nbytes)
-        return self._rejecting(bound, space - space % bound, nbytes)
-
-    def _rejecting(self, bound: Any, limit: Any, nbytes: Any) -> np.ndarray:
-        """Rejection sampling: read, then read again only where the value was at or above the limit."""
+        limit = space - space % bound
         value = self._read(nbytes)
         return self._retry(value, np.flatnonzero(value >= limit), bound, limit, nbytes)
 
+    def _read(self, nbytes: np.ndarray, who: np.ndarray | None = None) -> np.ndarray:
+        """The next ``nbytes`` (0, 1 or 2, per stream) of the streams ``who`` (all by default), big-endian."""
+        at = self.at if who is None else self.at[who]
+        first = self.flat[at].astype(np.int64)
+        value = np.where(nbytes == 2, (first << 8) | self.flat[at + 1], np.where(nbytes == 1, first, 0))
+        if who is None:
+            self.at += nbytes
+        else:
+            self.at[who] += nbytes
+        return value
+
     def _retry(self, value: np.ndarray, pending: np.ndarray, bound: Any, limit: Any, nbytes: Any) -> np.ndarray:
+        """Rejection sampling: read again where the value was at or above the limit (a stream past its end
+        stops: it is exhausted, and what it reads does not matter)."""
         per_stream = not isinstance(limit, int)
         while len(pending):
-            again = self._read(nbytes if isinstance(nbytes, int) else nbytes[pending], pending)
-            accepted = (again < (limit[pending] if per_stream else limit)) | (self.pos[pending] > self.size)
+            if isinstance(nbytes, int):
+                again = self.flat[self.at[pending]].astype(np.int64)
+                self.at[pending] += 1
+            else:
+                again = self._read(nbytes[pending], pending)
+            accepted = (again < (limit[pending] if per_stream else limit)) | (self.at[pending] > self.end[pending])
             value[pending[accepted]] = again[accepted]
             pending = pending[~accepted]
         return value % bound
@@ -263,16 +256,11 @@ class _Draws:
     def _below_from_window(self, bound: int, limit: int, width: int = 8) -> np.ndarray:
         """A one-byte bound that rejects often: every stream looks at its next ``width`` bytes at once and
         takes the first below ``limit``; the few with none there (0.4 % for the colours) go on one by one."""
-        n = len(self.pos)
-        rows = np.arange(n)
-        window = self.flat[self.base[:, None] + np.minimum(self.pos[:, None] + np.arange(width), self.size - 1)]
+        window = self.flat[self.at[:, None] + np.arange(width)]
         acceptable = window < limit
         first = acceptable.argmax(axis=1)
-        found = acceptable[rows, first]
+        rows = np.arange(len(self.at))
         value = window[rows, first].astype(np.int64)
-        end = self.pos + np.where(found, first + 1, width)
-        over = end > self.size
-        if over.any():  # as in _read
-            self.exhausted |= over & self.live
-        self.pos = end
-        return self._retry(value, np.flatnonzero(~found & ~over), bound, limit, 1)
+        found = acceptable[rows, first]
+        self.at += np.where(found, first + 1, width)
+        return self._retry(value, np.flatnonzero(~found), bound, limit, 1)
