@@ -23,7 +23,7 @@ SIGNATURE_SIZE = 64
 class VerifyKey:
     """An Ed25519 public key that has passed the import checks."""
 
-    __slots__ = ("_key", "_raw")
+    __slots__ = ("_raw",)
 
     def __init__(self, raw: bytes) -> None:
         if not isinstance(raw, bytes) or len(raw) != PUBLIC_KEY_SIZE:
@@ -33,7 +33,6 @@ class VerifyKey:
         if not nacl.bindings.crypto_core_ed25519_is_valid_point(raw):
             raise InvalidPublicKey("the public key is not a valid Ed25519 point of prime order")
         self._raw = raw
-        self._key = nacl.signing.VerifyKey(raw)
 
     def __bytes__(self) -> bytes:
         return self._raw
