@@ -177,8 +177,9 @@ def test_nothing_deeper_than_32_is_accepted_whatever_its_type(leaf):
     ],
 )
 def test_what_an_array_holds_is_checked_by_the_map_that_holds_it_or_at_the_top(value):
-    """Issue 18: arrays have no hook of their own (the map holding one checks it, as the decoder does for an
-    array at the top), so a float, timestamp or ext value inside arrays, at any depth, is still refused."""
+    """Issue 18: the profile is checked after msgpack has read the value (once with a hook on maps only, which
+    checked the arrays a map holds; now one level at a time), so a float, timestamp or ext value inside
+    arrays, at any depth, must still be refused."""
     with pytest.raises(MalformedEncoding):
         canonical_decode(msgpack.packb(value, use_bin_type=True))
 
@@ -188,8 +189,8 @@ def test_what_an_array_holds_is_checked_by_the_map_that_holds_it_or_at_the_top(v
 @pytest.mark.parametrize("maps", ["every other level", "all", "none"])
 def test_depth_through_maps_and_arrays_beside_scalars_and_empty_containers(leaf, sibling, maps):
     """32 levels of maps and arrays are accepted and 33 refused, whatever lies at the bottom and beside it:
-    an empty container is height 0, a scalar too, and neither may count for more (issue 18: the hook checks
-    arrays inside the map that holds them, and looks maps' heights up by id)."""
+    an empty container is height 0, a scalar too, and neither may count for more (issue 18: the decoder walks
+    the value one level at a time, and an empty container opens no level below it)."""
 
     def nest(levels):
         value = leaf
