@@ -226,7 +226,10 @@ def canonical_decode(data: bytes) -> Any:
         # truncated input, a declared length beyond the input, the never-used type byte, a non-str key
         raise MalformedEncoding("not a msgpack value of the canonical profile") from None
     _check_profile(value)
-    if msgpack.packb(value, use_bin_type=True) != data:
+    repacked = msgpack.packb(value, use_bin_type=True)
+    # bytes.startswith compares with memcmp; == against a memoryview compares byte by byte through the
+    # buffer's format (4.3 ms against 0.06 for a proof's 2.3 MB statement on our CPU)
+    if len(repacked) != len(data) or not repacked.startswith(data):
         raise MalformedEncoding("not the canonical encoding of its value (a wider form than needed, or a repeated key)")
     return value
 
