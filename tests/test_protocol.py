@@ -264,3 +264,67 @@ def test_items_read_together_are_the_items_read_one_by_one_and_errors_name_the_i
         broken[position].update(change)
         with pytest.raises(MalformedInput, match=message):
             items_from_records(broken, lambda p: f"item {p}")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        [1],
+        {"dtype": "uint8", "shape": [1, 4, 4]},
+        {"data": bytes(16), "dtype": "uint8", "shape": [1, 4, 4], "x": 1},
+        {"data": bytes(16), "dtype": "float64", "shape": [1, 4, 4]},
+        {"data": bytes(16), "dtype": ["uint8"], "shape": [1, 4, 4]},
+        {"data": bytes(16), "dtype": "uint8", "shape": [1, 16]},
+        {"data": bytes(16), "dtype": "uint8", "shape": [1, 4, True]},
+        {"data": bytes(16), "dtype": "uint8", "shape": [1, 4, [4]]},
+        {"data": bytes(16), "dtype": "uint8", "shape": [0, 4, 4]},
+        {"data": bytes(16), "dtype": "uint8", "shape": [1, 4, 4097]},
+        {"data": bytes(16), "dtype": "uint8", "shape": "144"},
+        {"data": bytes(4), "dtype": "uint8", "shape": [1, 4, True]},  # data of the length the shape implies
+        {"data": bytes(16), "dtype": "uint8", "shape": [-1, -4, 4]},
+        {"data": b"", "dtype": "uint8", "shape": [0, 4, 4]},
+        {"data": bytes(4097), "dtype": "uint8", "shape": [1, 1, 4097]},
+        {"data": "0" * 16, "dtype": "uint8", "shape": [1, 4, 4]},
+        {"data": bytes(15), "dtype": "uint8", "shape": [1, 4, 4]},
+    ],
+)
+@pytest.mark.parametrize("where", ["one", "all"])
+def test_inputs_of_one_dtype_and_shape_checked_together_refuse_what_one_by_one_refuses(change, where, monkeypatch):
+    """Issue 18: the inputs of a key's or proof's items, all of one dtype and shape, are checked a field at
+    a time over all records; a malformed input, in one record or in all, is refused all the same and named
+    as the record-by-record check names it, and what both accept gives the same arrays."""
+    import wmproof.protocol.keys as keys
+    from wmproof.protocol.keys import item_record, items_from_records
+
+    rng = np.random.default_rng(1)
+    records = [
+        item_record(TriggerItem(index=i, input=rng.integers(0, 256, (1, 4, 4), dtype=np.uint8), label=i % 3))
+        for i in range(12)
+    ]
+    together = items_from_records(records, lambda p: f"item {p}")
+    with monkeypatch.context() as patched:
+        patched.setattr(keys, "_one_group", lambda tensors: None)
+        one_by_one = items_from_records(records, lambda p: f"item {p}")
+    for a, b in zip(together, one_by_one, strict=True):
+        assert a.index == b.index and a.input.dtype == b.input.dtype and np.array_equal(a.input, b.input)
+    positions = [5] if where == "one" else range(12)
+    for position in positions:
+        records[position] = {**records[position], "input": change}
+    first = positions[0]
+    with pytest.raises(MalformedInput, match=f"^item {first}: (malformed trigger item|trigger item data)"):
+        items_from_records(records, lambda p: f"item {p}")
+
+
+def test_inputs_in_another_key_order_or_of_several_shapes_are_read_one_by_one():
+    """Records built in code may hold their input's keys in any order, and a file may mix shapes: neither
+    is refused by the check over all records, which leaves them to the record-by-record check."""
+    from wmproof.protocol.keys import item_record, items_from_records
+
+    rng = np.random.default_rng(2)
+    items = [
+        TriggerItem(index=i, input=rng.integers(0, 256, (1, 4, 4 + i % 2), dtype=np.uint8), label=0) for i in range(6)
+    ]
+    records = [item_record(item) for item in items]
+    records[0] = {**records[0], "input": dict(reversed(list(records[0]["input"].items())))}
+    for read, item in zip(items_from_records(records, str), items, strict=True):
+        assert np.array_equal(read.input, item.input)

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -100,34 +101,40 @@ MAX_DIM = 4096
 
 
 _TENSOR_FIELDS = {"dtype", "shape", "data"}
+_TENSOR_KEYS = ("data", "dtype", "shape")  # in canonical order, as records are read
 _ITEMSIZE = {name: np.dtype(dtype).itemsize for name, dtype in DTYPES.items()}
 
 
 def _tensors_from_records(tensors: Sequence[Any], where: Callable[[int], str]) -> list[np.ndarray]:
     """The arrays of items' inputs (the tensor records at ``tensors``; ``where(position)`` names one in an
-    error). Each record's fields are checked one by one; the bytes of all records of one dtype and shape are
+    error). The records' fields are checked together when all share one dtype and shape (:func:`_one_group`),
+    else one by one; the bytes of all records of one dtype and shape are
     read by numpy in one pass and their values checked together, and each array is a view of that block:
     nothing writes to an item's input, and a proof check reads 2,048 of them (1,024 MNIST-shaped inputs: 0.6 ms
     so, 2.2 ms read one at a time, on our CPU)."""
-    groups: dict[tuple[str, int, int, int], list[int]] = {}
-    for position, tensor in enumerate(tensors):
-        if (
-            type(tensor) is not dict
-            or tensor.keys() != _TENSOR_FIELDS
-            or type(tensor["dtype"]) is not str  # a list or map is no dtype (and no dict key)
-            or tensor["dtype"] not in DTYPES
-        ):
-            raise MalformedInput(f"{where(position)}: malformed trigger item input")
-        shape = tensor["shape"]
-        if not (type(shape) is list and len(shape) == 3):
-            raise MalformedInput(f"{where(position)}: malformed trigger item shape")
-        c, h, w = shape
-        if not (type(c) is type(h) is type(w) is int and 0 < c <= MAX_DIM and 0 < h <= MAX_DIM and 0 < w <= MAX_DIM):
-            raise MalformedInput(f"{where(position)}: malformed trigger item shape")
-        data = tensor["data"]
-        if type(data) is not bytes or len(data) != c * h * w * _ITEMSIZE[tensor["dtype"]]:
-            raise MalformedInput(f"{where(position)}: trigger item data does not match its shape")
-        groups.setdefault((tensor["dtype"], c, h, w), []).append(position)
+    groups = _one_group(tensors)
+    if groups is None:  # checked one by one, the first malformed record named
+        groups = {}
+        for position, tensor in enumerate(tensors):
+            if (
+                type(tensor) is not dict
+                or tensor.keys() != _TENSOR_FIELDS
+                or type(tensor["dtype"]) is not str  # a list or map is no dtype (and no dict key)
+                or tensor["dtype"] not in DTYPES
+            ):
+                raise MalformedInput(f"{where(position)}: malformed trigger item input")
+            shape = tensor["shape"]
+            if not (type(shape) is list and len(shape) == 3):
+                raise MalformedInput(f"{where(position)}: malformed trigger item shape")
+            c, h, w = shape
+            if not (
+                type(c) is type(h) is type(w) is int and 0 < c <= MAX_DIM and 0 < h <= MAX_DIM and 0 < w <= MAX_DIM
+            ):
+                raise MalformedInput(f"{where(position)}: malformed trigger item shape")
+            data = tensor["data"]
+            if type(data) is not bytes or len(data) != c * h * w * _ITEMSIZE[tensor["dtype"]]:
+                raise MalformedInput(f"{where(position)}: trigger item data does not match its shape")
+            groups.setdefault((tensor["dtype"], c, h, w), []).append(position)
     arrays: list[np.ndarray] = [None] * len(tensors)  # type: ignore[list-item]
     for (name, *shape), positions in groups.items():
         block = np.frombuffer(b"".join([tensors[p]["data"] for p in positions]), dtype=DTYPES[name])
@@ -148,6 +155,33 @@ def _tensors_from_records(tensors: Sequence[Any], where: Callable[[int], str]) -
         for position, array in zip(positions, block, strict=True):
             arrays[position] = array
     return arrays
+
+
+def _one_group(tensors: Sequence[Any]) -> dict[tuple[str, int, int, int], list[int]] | None:
+    """The groups of :func:`_tensors_from_records` when every record is well formed and all have one dtype
+    and shape (the records of one key or proof), checked a field at a time over all records by calls that
+    run in C (0.3 ms for a proof's 1,024 inputs, against 1.1 ms record by record on our CPU); None when
+    they are not, and the records are checked one by one, which names the first malformed one."""
+    if not tensors or {*map(type, tensors)} != {dict} or {*map(tuple, tensors)} != {_TENSOR_KEYS}:
+        return None
+    data, dtypes, shapes = (list(map(itemgetter(key), tensors)) for key in _TENSOR_KEYS)
+    if {*map(type, dtypes)} != {str} or {*map(type, shapes)} != {list} or {*map(type, data)} != {bytes}:
+        return None
+    try:
+        (dtype,), (shape,) = {*dtypes}, {*map(tuple, shapes)}  # one of each, or ValueError
+    except (ValueError, TypeError):  # several, or a shape holding a list or map (no set member)
+        return None
+    if (
+        dtype not in DTYPES
+        or len(shape) != 3
+        or {*map(type, shape)} != {int}
+        or not 0 < min(shape) <= max(shape) <= MAX_DIM
+    ):
+        return None
+    c, h, w = shape
+    if {*map(len, data)} != {c * h * w * _ITEMSIZE[dtype]}:
+        return None
+    return {(dtype, c, h, w): list(range(len(tensors)))}
 
 
 ITEM_FIELDS = frozenset({"index", "input", "label", "seed", "reference"})
