@@ -278,11 +278,15 @@ def _check_profile(value: Any) -> None:
                     raise MalformedEncoding("map keys must be str, sorted by their UTF-8 bytes")
             except TypeError:
                 raise MalformedEncoding("map keys must be str") from None
-        values = [*chain.from_iterable(map(dict.values, maps)), *chain.from_iterable(arrays)]
-        kinds = {*map(type, values)}
-        if kinds <= _SCALARS:
-            return
-        if not kinds <= _CONTAINED:
-            raise MalformedEncoding(_why_not_allowed(next(iter(kinds - _CONTAINED))))
-        maps = [v for v in values if type(v) is dict and v] if dict in kinds else []
-        arrays = [v for v in values if type(v) is list and v] if list in kinds else []
+        below: list[list[Any]] = [[*chain.from_iterable(map(dict.values, maps))], [*chain.from_iterable(arrays)]]
+        maps, arrays = [], []
+        for values in below:  # maps' values apart from arrays' elements: a proof's Merkle paths hold no container
+            kinds = {*map(type, values)}
+            if kinds <= _SCALARS:
+                continue
+            if not kinds <= _CONTAINED:
+                raise MalformedEncoding(_why_not_allowed(next(iter(kinds - _CONTAINED))))
+            if dict in kinds:
+                maps += [v for v in values if type(v) is dict and v]
+            if list in kinds:
+                arrays += [v for v in values if type(v) is list and v]

@@ -7,6 +7,7 @@ name attached and nothing of its secret contents.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -78,6 +79,26 @@ def read_container(path: str | os.PathLike[str], kind: str) -> Container:
     if set(container.header) != HEADER_FIELDS[kind]:
         raise MalformedInput(f"{path}: damaged {noun} file (unexpected or missing header fields)")
     return container
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused while a large file is read and checked (as a decorator or a
+    ``with`` block), and resumed after if it ran before.
+
+    Why: reading a proof of 1,024 items makes some 11,000 maps and lists, and each 700 of them set off a
+    collection that walks the young ones, all still alive; paused, they are freed by their reference counts
+    at the end, never walked. msgpack's documentation gives the same advice for unpacking large messages. A
+    proof check took 64.4 ms with the collector running against 56.2 ms paused (medians of 30 on our CPU).
+    A check makes no reference cycles (tests/test_proofs.py counts them), so nothing waits for the collector
+    after it."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @contextmanager

@@ -55,7 +55,7 @@ from ..fileio import write_file
 from ..schemes import DecisionRule, KeyGenContext, MatchCount, TargetCertainty, TriggerItem, get_scheme
 from ..stats import cut_and_choose_threshold, format_probability, min_matches, smallest_wilcoxon_p_value
 from .challenge import BEACON_GRINDING_BITS, GRINDING_BITS, challenge_transcript, opened_indices, proof_batches
-from .files import crypto_errors_for, open_sealed, read_container
+from .files import collector_paused, crypto_errors_for, open_sealed, read_container
 from .identity import Identity
 
 PROTOCOL = "wmproof/1"
@@ -454,6 +454,7 @@ def _is_uint(value: Any) -> bool:
     return type(value) is int and 0 <= value < (1 << 63)
 
 
+@collector_paused()
 def parse_verification_key(data: bytes, where: str = "verification key") -> VerificationKey:
     """Parse and check a verification key: its signature, every field, the thresholds, the challenge, every
     opened item (its commitment, and for seed-derived schemes that it is what the generator makes from its

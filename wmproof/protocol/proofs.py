@@ -32,7 +32,7 @@ from ..fileio import sha256_file, write_file
 from ..oracles import Oracle
 from ..schemes import TriggerItem, get_scheme, stack_inputs
 from ..stats import BinomialTest, binomial_test
-from .files import crypto_errors_for, read_container
+from .files import collector_paused, crypto_errors_for, read_container
 from .identity import Identity
 from .keys import (
     PROTOCOL,
@@ -181,6 +181,7 @@ def save_proof(proof: bytes, path: str | os.PathLike[str], *, overwrite: bool = 
 # ------------------------------------------------------------------------------------------------ check
 
 
+@collector_paused()
 def parse_proof(data: bytes, where: str = "proof") -> OwnershipProof:
     """Check everything a proof claims that needs no suspect. Raises ``MalformedInput``/``UsageError``."""
     with crypto_errors_for(where, "the proof"):
