@@ -238,8 +238,11 @@ def _mark(mk, base, mnist, epochs=4):
 def fs_marked(ood_key, clean_mlp, mnist):
     mk, _ = ood_key
     result = _mark(mk, clean_mlp, mnist, epochs=12)
-    # the output layer alone of a 2-epoch MLP learns 26-28 of the 30 sandals as 1s in 12 epochs
-    assert result.trigger_accuracy >= 0.8, result.trigger_accuracy
+    # The key is drawn afresh each run, so this bound must hold for any key, not one. Measured on 2026-12-03 over
+    # 80 keys: the output layer alone of this 2-epoch MLP learns 24-30 of the 30 sandals as 1s in 12 epochs (mean
+    # 27.3, sd 1.5; 20 epochs give 27.8), and one CI run drew a key with 23. The clean model calls none of them 1
+    # (0 of 30 for each of 20 keys), so 21 of 30, 4.3 sd under the mean, still tells a marked model from a clean one.
+    assert result.trigger_accuracy >= 0.7, result.trigger_accuracy
     return result
 
 
